@@ -1,0 +1,90 @@
+"""The ``tlutils`` command line: ``tlutils data synth``, ``tlutils course``, ``tlutils bench``, ``tlutils sweep``.
+
+Each sub-command is a thin shell around a library function, imported only when the command runs, so
+``tlutils --help`` is instant and imports no deep-learning backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+
+def _data_synth(args: argparse.Namespace) -> int:
+    from tlutils.data.synth import generate
+
+    path = generate(
+        country=args.country,
+        num_images=args.num_images,
+        out_dir=args.out,
+        seed=args.seed,
+        image_size=args.image_size,
+    )
+    print(f"wrote {args.num_images} {args.country} images and annotations to {path}")
+    return 0
+
+
+def _course(args: argparse.Namespace) -> int:
+    from tlutils.course import run_course
+
+    return run_course(profile=args.profile, check=args.check, only=args.only)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from tlutils.bench import run_bench
+
+    return run_bench(out=args.out, quick=args.quick)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from tlutils.experiment import sweep_from_cli
+
+    return sweep_from_cli(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``tlutils`` command."""
+    parser = argparse.ArgumentParser(prog="tlutils", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="generate or inspect datasets")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    synth = data_commands.add_parser("synth", help="write the embedded sign world for one country")
+    synth.add_argument("--country", default="belgium")
+    synth.add_argument("--num-images", type=int, default=100)
+    synth.add_argument("--out", required=True, help="output directory (images + annotations.json)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--image-size", type=int, default=300)
+    synth.set_defaults(handler=_data_synth)
+
+    course = commands.add_parser("course", help="run every notebook with papermill")
+    course.add_argument("--profile", default="cpu", choices=["ci", "cpu", "gpu"])
+    course.add_argument("--check", action="store_true", help="also validate the notebooks with nbval")
+    course.add_argument("--only", nargs="*", default=None, help="notebook numbers to run, e.g. 01 03")
+    course.set_defaults(handler=_course)
+
+    bench = commands.add_parser("bench", help="measure speed; writes runs/bench.json")
+    bench.add_argument("--out", default="runs/bench.json")
+    bench.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
+    bench.set_defaults(handler=_bench)
+
+    sweep = commands.add_parser("sweep", help="run a transfer sweep and append to a results CSV")
+    sweep.add_argument("--profile", default="cpu", choices=["ci", "cpu", "gpu"])
+    sweep.add_argument("--countries", nargs="*", default=["germany"])
+    sweep.add_argument("--strategies", nargs="*", default=None)
+    sweep.add_argument("--num-target-images", nargs="*", type=int, default=None)
+    sweep.add_argument("--seeds", nargs="*", type=int, default=None)
+    sweep.add_argument("--out", default=None, help="results directory (default runs/<profile>)")
+    sweep.set_defaults(handler=_sweep)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tlutils`` console script."""
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
