@@ -1,0 +1,86 @@
+"""Run profiles: one place that says how big everything is on CI, on a laptop CPU and on a GPU.
+
+``ci`` runs each notebook in seconds (tests), ``cpu`` runs the whole course on a 2-core laptop in about
+20 minutes, ``gpu`` is the paper's SSD300 (width 1.0, input 300). Notebooks take ``PROFILE`` as a
+papermill parameter and read the rest from here, so a rerun with another profile changes every knob
+consistently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes and budgets of one run profile.
+
+    Attributes:
+        name: "ci", "cpu" or "gpu".
+        input_size: square model input in pixels (the sign world is rendered at this size).
+        width: channel multiplier of SSD-VGG16 (1.0 = the paper's SSD300).
+        batch_size: training batch size.
+        num_source_images: training images of the source country (belgium).
+        num_val_images: validation images per country.
+        source_epochs: epochs of the source detector trained from scratch.
+        target_steps: optimizer steps of every target-country run (the same budget for every
+            strategy, so the comparison is fair).
+        target_sizes: numbers of target-country training images of the transfer study.
+        seeds: seeds of the transfer study.
+        countries: target countries of the transfer study, nearest shift first.
+        learning_rate: base learning rate (Adam) for training from scratch.
+        mixed_precision: Keras dtype policy for training ("float32" or "mixed_bfloat16").
+    """
+
+    name: str
+    input_size: int
+    width: float
+    batch_size: int
+    num_source_images: int
+    num_val_images: int
+    source_epochs: int
+    target_steps: int
+    target_sizes: tuple[int, ...]
+    seeds: tuple[int, ...]
+    countries: tuple[str, ...]
+    learning_rate: float = 1e-3
+    mixed_precision: str = "float32"
+
+    def replace(self, **changes) -> "Profile":
+        """A copy with some fields changed (e.g. a notebook's papermill overrides)."""
+        return dataclasses.replace(self, **changes)
+
+
+PROFILES: dict[str, Profile] = {
+    "ci": Profile(
+        name="ci", input_size=96, width=0.125, batch_size=8, num_source_images=32,
+        num_val_images=16, source_epochs=2, target_steps=8, target_sizes=(10,), seeds=(0,),
+        countries=("germany",),
+    ),
+    "cpu": Profile(
+        name="cpu", input_size=160, width=0.25, batch_size=16, num_source_images=1200,
+        num_val_images=200, source_epochs=12, target_steps=300, target_sizes=(10, 50, 200),
+        seeds=(0, 1, 2), countries=("germany", "sweden", "usa"),
+    ),
+    "gpu": Profile(
+        name="gpu", input_size=300, width=1.0, batch_size=32, num_source_images=5000,
+        num_val_images=500, source_epochs=40, target_steps=1500, target_sizes=(10, 50, 200),
+        seeds=(0, 1, 2), countries=("germany", "sweden", "usa"),
+    ),
+}
+
+
+def get_profile(name: str, **overrides) -> Profile:
+    """The profile called ``name`` with optional field overrides.
+
+    Raises:
+        ValueError: unknown profile name or unknown field.
+    """
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+    fields = {field.name for field in dataclasses.fields(Profile)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"unknown profile field(s) {unknown}; valid fields: {sorted(fields)}")
+    return PROFILES[name].replace(**overrides)
