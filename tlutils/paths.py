@@ -1,0 +1,53 @@
+"""Where things live: the project root, figures/, data/ and runs/<profile>/.
+
+Notebooks run from notebooks/ (JupyterLab), from runs/<profile>/notebooks/ (papermill, nbval) or from
+/content (Colab). They find the project by looking upward for this project's pyproject.toml, so no
+notebook needs a relative path or a ``sys.path`` hack. ``TLUTILS_ROOT`` overrides the search.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_MARKER = "pyproject.toml"
+
+
+def project_root(start: str | os.PathLike | None = None) -> Path:
+    """The project root: ``$TLUTILS_ROOT``, else the nearest folder upward with tlutils' pyproject.toml.
+
+    Falls back to the folder above the installed package (an editable install), then to the current
+    directory.
+    """
+    if os.environ.get("TLUTILS_ROOT"):
+        return Path(os.environ["TLUTILS_ROOT"]).resolve()
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        marker = folder / _MARKER
+        if marker.is_file() and 'name = "tlutils"' in marker.read_text(errors="ignore"):
+            return folder
+    package_parent = Path(__file__).resolve().parents[1]
+    if (package_parent / _MARKER).is_file():
+        return package_parent
+    return here
+
+
+def figures_dir() -> Path:
+    """``figures/`` under the project root (created when missing)."""
+    path = project_root() / "figures"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def data_dir() -> Path:
+    """``data/`` under the project root: generated datasets (ignored by git)."""
+    path = project_root() / "data"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def runs_dir(profile: str) -> Path:
+    """``runs/<profile>/`` under the project root: results, checkpoints, executed notebooks."""
+    path = project_root() / "runs" / profile
+    path.mkdir(parents=True, exist_ok=True)
+    return path
