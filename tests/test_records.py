@@ -190,3 +190,12 @@ def test_importing_tlutils_data_imports_nothing_heavy():
         "assert d.DetectionRecord.__name__ == 'DetectionRecord'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_name_tlutils_data_exports_resolves():
+    import tlutils.data
+
+    for name in tlutils.data.__all__:
+        assert getattr(tlutils.data, name) is not None, name
+    with pytest.raises(AttributeError, match="no attribute 'load_kitti'"):
+        tlutils.data.load_kitti  # noqa: B018

@@ -18,12 +18,12 @@ in :attr:`DetectionDataset.skipped`.
 from __future__ import annotations
 
 import warnings
-from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Literal, NamedTuple, overload
+from typing import Literal, NamedTuple, TypeVar, overload
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError, features
@@ -38,6 +38,8 @@ is clipped to the image. Annotators' clicks on the border land a pixel or two ou
 box starting at x = -1.45), and Pascal VOC's 1-based coordinates put a box drawn from a 0 edge at -1."""
 
 OnError = Literal["raise", "skip"]
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class AnnotationError(ValueError):
@@ -147,6 +149,19 @@ class DetectionRecord:
         )
 
 
+def record_from_table(
+    image_path: str | PathLike, width: int, height: int, boxes: Sequence, labels: Sequence[int],
+    classes: Mapping[int, str], superclass_of: Mapping[int, str | None], **fields,
+) -> DetectionRecord:
+    """A record whose ``class_names`` and ``superclasses`` come from a dataset's class tables."""
+    labels = [int(label) for label in labels]
+    return DetectionRecord(
+        image_path=str(image_path), width=width, height=height, boxes=np.asarray(boxes, dtype=np.float32),
+        labels=labels, class_names=[classes[label] for label in labels],
+        superclasses=[superclass_of.get(label) for label in labels], **fields,
+    )
+
+
 class DetectionDataset(Sequence[DetectionRecord]):
     """A sequence of :class:`DetectionRecord` with the dataset's class table.
 
@@ -218,7 +233,7 @@ class DetectionDataset(Sequence[DetectionRecord]):
         classes_present = sum(count > 0 for count in box_counts.values())
         by_superclass = self.superclass_counts()
         superclass_text = ", ".join(
-            f"{name}: {by_superclass[name]}" for name in (*SUPERCLASSES, None) if name in by_superclass
+            f"{name or 'unknown'}: {by_superclass[name]}" for name in (*SUPERCLASSES, None) if name in by_superclass
         )
         lines = [
             f"{self.name}: {len(self)} images ({num_background} background), {self.num_boxes} boxes, "
@@ -239,6 +254,8 @@ class DetectionDataset(Sequence[DetectionRecord]):
         )
 
 
+# --- what every loader does with bad input ----------------------------------------------------------
+
 class IssueLog:
     """What a loader does with bad items: raise the first (``"raise"``) or collect them (``"skip"``)."""
 
@@ -254,6 +271,16 @@ class IssueLog:
             raise error
         self.skipped.append(SkippedItem(error.file, error.line, error.reason))
 
+    def collect(self, make: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """``[make(item) for item in items]``, reporting the items whose ``make`` raises AnnotationError."""
+        results = []
+        for item in items:
+            try:
+                results.append(make(item))
+            except AnnotationError as error:
+                self.report(error)
+        return results
+
     def warn_if_skipped(self, dataset_name: str) -> None:
         """One warning for everything skipped, so that nothing is dropped silently."""
         if self.skipped:
@@ -264,31 +291,62 @@ class IssueLog:
             )
 
 
+def group_lines_by_image(
+    file: Path, parse_line: Callable[[str, Path, int], tuple], issues: IssueLog,
+) -> tuple[dict[str, list[tuple]], set[str]]:
+    """Read a one-box-per-line, ``;``-separated annotation file (GTSDB ``gt.txt``, BTSD ``GTclear``).
+
+    ``parse_line(text, file, line)`` returns ``(image, *fields)`` or raises AnnotationError.
+
+    Returns:
+        ``image -> [(line, *fields), ...]`` in order of first appearance, and the images named by a bad
+        line: a loader drops those whole, since keeping the image without the box would teach the
+        detector that the sign is background.
+    """
+    annotations: dict[str, list[tuple]] = defaultdict(list)
+    bad_images: set[str] = set()
+    for line, text in enumerate(file.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        if not text.strip():
+            continue
+        try:
+            image, *fields = parse_line(text.strip(), file, line)
+        except AnnotationError as error:
+            issues.report(error)
+            bad_images.add(text.split(";")[0].strip())
+            continue
+        annotations[image].append((line, *fields))
+    return dict(annotations), bad_images
+
+
 def check_box(
     box: Sequence[float], width: int, height: int, file: str | PathLike, line: int | None,
-    tolerance: float = BORDER_TOLERANCE,
+    what: str = "box", tolerance: float = BORDER_TOLERANCE,
 ) -> np.ndarray:
     """Validate pixel corners against the image size; return them clipped to the image.
+
+    ``what`` names the box in the message where there is no line number ("annotation id 7").
 
     Raises:
         AnnotationError: non-finite coordinates, zero or negative area, or a box sticking out of the
             ``width`` x ``height`` image by more than ``tolerance`` pixels.
     """
     corners = np.asarray(box, dtype=np.float64)
+    described = f"{what} (xmin, ymin, xmax, ymax) = {[round(value, 3) for value in corners.tolist()]}"
     if not np.all(np.isfinite(corners)):
-        raise AnnotationError(f"box {corners.tolist()} has non-finite coordinates", file, line)
+        raise AnnotationError(f"{described} has non-finite coordinates", file, line)
     xmin, ymin, xmax, ymax = corners
     if xmax <= xmin or ymax <= ymin:
-        raise AnnotationError(f"box (xmin, ymin, xmax, ymax) = {corners.tolist()} has zero area", file, line)
+        raise AnnotationError(f"{described} has zero area", file, line)
     if xmin < -tolerance or ymin < -tolerance or xmax > width + tolerance or ymax > height + tolerance:
         raise AnnotationError(
-            f"box (xmin, ymin, xmax, ymax) = {corners.tolist()} lies outside the {width}x{height} image "
-            f"by more than {tolerance} px", file, line)
+            f"{described} lies outside the {width}x{height} image by more than {tolerance} px", file, line)
     clipped = np.clip(corners, 0.0, [width, height, width, height])
     if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
-        raise AnnotationError(f"box {corners.tolist()} lies entirely outside the {width}x{height} image", file, line)
+        raise AnnotationError(f"{described} lies entirely outside the {width}x{height} image", file, line)
     return clipped
 
+
+# --- images ----------------------------------------------------------------------------------------
 
 def _jpeg2000_hint(path: Path) -> str:
     if path.suffix.lower() in (".jp2", ".j2k", ".jpx") and not features.check("jpg_2000"):
@@ -305,7 +363,7 @@ def _open_image(path: Path) -> Image.Image:
         return Image.open(path)
     except UnidentifiedImageError as error:
         raise ImageReadError(f"not an image Pillow can identify ({error}).{_jpeg2000_hint(path)}", path) from error
-    except OSError as error:
+    except (OSError, ValueError, SyntaxError, EOFError) as error:  # plugins raise these for broken headers
         raise ImageReadError(f"unreadable or truncated image ({error}).{_jpeg2000_hint(path)}", path) from error
 
 
@@ -337,6 +395,18 @@ def read_image_size(path: str | PathLike) -> tuple[int, int]:
         size = image.size
         _check_complete(image, path)
     return size
+
+
+def image_size_for(
+    image_path: str | PathLike, file: str | PathLike, line: int | None, what: str = "image",
+) -> tuple[int, int]:
+    """:func:`read_image_size` for an image an annotation names: errors point at that annotation."""
+    try:
+        return read_image_size(image_path)
+    except ImageReadError as error:
+        if line is None and Path(file) == Path(image_path):
+            raise
+        raise AnnotationError(f"{what} {error.file}: {error.reason}", file, line) from None
 
 
 def _to_rgb_array(image: Image.Image) -> np.ndarray:
