@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .records import (
     SUPERCLASSES, AnnotationError, DetectionDataset, DetectionRecord, IssueLog, OnError, check_box,
@@ -53,7 +53,8 @@ def _read_json(json_path: Path) -> dict:
     try:
         data = json.loads(json_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise AnnotationError(f"not valid JSON: {error.msg} (column {error.colno})", json_path, error.lineno) from None
+        reason = f"not valid JSON: {error.msg} (column {error.colno})"
+        raise AnnotationError(reason, json_path, error.lineno) from None
     missing = [key for key in ("images", "categories") if not isinstance(data, dict) or key not in data]
     if missing:
         raise AnnotationError(f"not a COCO detection file: no {missing} list", json_path)
@@ -73,18 +74,65 @@ def _coco_categories(data: dict, json_path: Path) -> tuple[dict[int, str], dict[
     return classes, superclass_of
 
 
-def _coco_box(annotation: dict, index: int, classes: Mapping[int, str], json_path: Path):
-    """``(image id, [x, y, x + w, y + h], category id, iscrowd)`` from ``annotations[index]``."""
-    what = f"annotations[{index}] (id {annotation.get('id')})"
+class _CocoBox(NamedTuple):
+    corners: list[float]
+    category_id: int
+    crowd: bool
+    what: str  # "annotations[3] (id 17)", for messages
+
+
+def _coco_box(annotation: Any, index: int, classes: Mapping[int, str], json_path: Path) -> tuple[Any, _CocoBox]:
+    """``(image id, box)`` from ``annotations[index]``; COCO's ``[x, y, w, h]`` becomes corners."""
+    what = f"annotations[{index}] (id {annotation.get('id') if isinstance(annotation, dict) else None})"
     try:
         image_id, category_id = annotation["image_id"], int(annotation["category_id"])
         x, y, width, height = (float(value) for value in annotation["bbox"])
+        if not isinstance(image_id, (int, str)):
+            raise TypeError
     except (KeyError, TypeError, ValueError):
         raise AnnotationError(f"{what} needs image_id, category_id and bbox [x, y, w, h]: {annotation!r}",
                               json_path) from None
     if category_id not in classes:
         raise AnnotationError(f"{what}: unknown category_id {category_id}", json_path)
-    return image_id, [x, y, x + width, y + height], category_id, bool(annotation.get("iscrowd", 0)), what
+    return image_id, _CocoBox([x, y, x + width, y + height], category_id, bool(annotation.get("iscrowd", 0)), what)
+
+
+def _coco_boxes_by_image(data: dict, classes: Mapping[int, str], json_path: Path, issues: IssueLog):
+    """``image id -> [_CocoBox, ...]`` and the ids of images with a bad annotation (dropped whole)."""
+    boxes_of: dict[Any, list[_CocoBox]] = defaultdict(list)
+    bad_images: set = set()
+    for index, annotation in enumerate(data.get("annotations") or []):
+        try:
+            image_id, box = _coco_box(annotation, index, classes, json_path)
+        except AnnotationError as error:
+            issues.report(error)
+            image_id = annotation.get("image_id") if isinstance(annotation, dict) else None
+            bad_images.add(image_id if isinstance(image_id, (int, str)) else None)
+            continue
+        boxes_of[image_id].append(box)
+    known_ids = {image.get("id") for image in data["images"] if isinstance(image, dict)}
+    for image_id in boxes_of.keys() - known_ids:
+        issues.report(AnnotationError(f"{len(boxes_of[image_id])} annotations name image_id {image_id!r}, "
+                                      f"which is not in 'images'", json_path))
+    return boxes_of, bad_images
+
+
+def _coco_record(index: int, image: Any, boxes_of: Mapping[Any, list[_CocoBox]], image_root: Path,
+                 json_path: Path, classes: Mapping[int, str], superclass_of: Mapping[int, str | None],
+                 **fields) -> DetectionRecord:
+    try:
+        image_path = image_root / image["file_name"]
+        boxes = boxes_of.get(image["id"], [])
+    except (KeyError, TypeError):
+        raise AnnotationError(f"images[{index}] needs 'id' and 'file_name': {image!r}", json_path) from None
+    stated = (image.get("width"), image.get("height"))
+    width, height = _checked_size(image_path, stated, json_path, None, f"images[{index}]")
+    return record_from_table(
+        image_path, width, height,
+        [check_box(box.corners, width, height, json_path, None, what=box.what) for box in boxes],
+        [box.category_id for box in boxes], classes, superclass_of,
+        difficult=[box.crowd for box in boxes], **fields,
+    )
 
 
 def load_coco(
@@ -115,41 +163,15 @@ def load_coco(
     split = info.get("split") if split is None else split
     classes, superclass_of = _coco_categories(data, json_path)
     issues = IssueLog(on_error)
-
-    boxes_of: dict[Any, list] = defaultdict(list)
-    bad_images: set = set()
-    for index, annotation in enumerate(data.get("annotations") or []):
-        try:
-            image_id, *box = _coco_box(annotation, index, classes, json_path)
-        except AnnotationError as error:
-            issues.report(error)
-            bad_images.add(annotation.get("image_id") if isinstance(annotation, dict) else None)
-            continue
-        boxes_of[image_id].append(box)
-    known_ids = {image.get("id") for image in data["images"] if isinstance(image, dict)}
-    for image_id in boxes_of.keys() - known_ids:
-        issues.report(AnnotationError(f"{len(boxes_of[image_id])} annotations name image_id {image_id!r}, "
-                                      f"which is not in 'images'", json_path))
-
-    def make(item: tuple[int, dict]) -> DetectionRecord:
-        index, image = item
-        try:
-            image_path = image_root / image["file_name"]
-            boxes = boxes_of.get(image["id"], [])
-        except (KeyError, TypeError):
-            raise AnnotationError(f"images[{index}] needs 'id' and 'file_name': {image!r}", json_path) from None
-        what = f"images[{index}]"
-        width, height = _checked_size(image_path, (image.get("width"), image.get("height")), json_path, None, what)
-        return record_from_table(
-            image_path, width, height,
-            [check_box(corners, width, height, json_path, None, what=box_what) for corners, _, _, box_what in boxes],
-            [category_id for _, category_id, _, _ in boxes], classes, superclass_of,
-            difficult=[crowd for _, _, crowd, _ in boxes], country=country, split=split,
-        )
-
+    boxes_of, bad_images = _coco_boxes_by_image(data, classes, json_path, issues)
     wanted = [(index, image) for index, image in enumerate(data["images"])
-              if not (isinstance(image, dict) and image.get("id") in bad_images)]
-    records = issues.collect(make, wanted)
+              if not (isinstance(image, dict) and isinstance(image.get("id"), (int, str))
+                      and image["id"] in bad_images)]
+    records = issues.collect(
+        lambda item: _coco_record(*item, boxes_of, image_root, json_path, classes, superclass_of,
+                                  country=country, split=split),
+        wanted,
+    )
     name = info.get("description") or json_path.stem
     issues.warn_if_skipped(name)
     return DetectionDataset(records, classes, superclass_of, name=name, skipped=issues.skipped)
@@ -194,7 +216,8 @@ def _read_voc_file(xml_path: Path, one_based: bool) -> tuple[str, tuple, list[tu
         if not name:
             raise AnnotationError(f"object {index} has no <name>", xml_path, line)
         bndbox = element.find("bndbox")
-        xmin, ymin, xmax, ymax = (_voc_number(bndbox, tag, xml_path, line) for tag in ("xmin", "ymin", "xmax", "ymax"))
+        xmin, ymin, xmax, ymax = (_voc_number(bndbox, tag, xml_path, line)
+                                  for tag in ("xmin", "ymin", "xmax", "ymax"))
         difficult = (element.findtext("difficult") or "0").strip() in ("1", "true", "True")
         parsed.append((line, name, [xmin - shift, ymin - shift, xmax, ymax], difficult))
     return file_name, stated, parsed
@@ -284,7 +307,8 @@ def _read_yolo_labels(label_path: Path, width: int, height: int, num_classes: in
         except ValueError:
             raise AnnotationError(f"non-numeric class or coordinate in {text!r}", label_path, line) from None
         if not 0 <= class_id < num_classes:
-            raise AnnotationError(f"unknown class id {class_id} (the classes file has {num_classes})", label_path, line)
+            raise AnnotationError(
+                f"unknown class id {class_id} (the classes file has {num_classes})", label_path, line)
         corners = [(center_x - box_width / 2) * width, (center_y - box_height / 2) * height,
                    (center_x + box_width / 2) * width, (center_y + box_height / 2) * height]
         boxes.append(check_box(corners, width, height, label_path, line))
@@ -328,12 +352,15 @@ def load_yolo(
     for label_path in sorted(label_dir.glob("*.txt")):
         if label_path.stem not in stems and label_path.resolve() != classes_file.resolve() \
                 and label_path.name != "classes.txt":
-            issues.report(AnnotationError(f"label file has no image {label_path.stem}.* in {image_dir}", label_path))
+            issues.report(
+                AnnotationError(f"label file has no image {label_path.stem}.* in {image_dir}", label_path))
 
     def make(image_path: Path) -> DetectionRecord:
         width, height = image_size_for(image_path, image_path, None)
         label_path = label_dir / f"{image_path.stem}.txt"
-        boxes, labels = _read_yolo_labels(label_path, width, height, len(names)) if label_path.is_file() else ([], [])
+        boxes, labels = [], []  # no label file: a background image
+        if label_path.is_file():
+            boxes, labels = _read_yolo_labels(label_path, width, height, len(names))
         return record_from_table(image_path, width, height, boxes, labels, class_table, superclass_of,
                                  country=country, split=split)
 

@@ -101,7 +101,8 @@ def _parse_gt_line(text: str, gt_file: Path, line: int) -> tuple[str, list[float
     except ValueError:
         raise AnnotationError(f"non-integer coordinate or class id in {text!r}", gt_file, line) from None
     if not 0 <= class_id < len(GTSDB_CLASSES):
-        raise AnnotationError(f"unknown class id {class_id} (GTSDB has 0..{len(GTSDB_CLASSES) - 1})", gt_file, line)
+        raise AnnotationError(
+            f"unknown class id {class_id} (GTSDB has 0..{len(GTSDB_CLASSES) - 1})", gt_file, line)
     return file_name, [left, top, right + 1, bottom + 1], class_id  # inclusive indices -> corners
 
 

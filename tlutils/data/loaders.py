@@ -64,7 +64,8 @@ def subset(dataset: DetectionDataset, num_images: int, seed: int = 0) -> Detecti
         A :class:`DetectionDataset` with the same class table, records in the dataset's order.
     """
     if not 0 <= num_images <= len(dataset):
-        raise ValueError(f"num_images must be in 0..{len(dataset)} (the images of {dataset.name!r}), got {num_images}")
+        raise ValueError(
+            f"num_images must be in 0..{len(dataset)} (the images of {dataset.name!r}), got {num_images}")
     chosen = sorted(stratified_order(dataset, seed)[:num_images])
     return dataset.with_records([dataset[index] for index in chosen],
                                 name=f"{dataset.name} ({num_images} images, seed {seed})")

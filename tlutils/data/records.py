@@ -233,7 +233,8 @@ class DetectionDataset(Sequence[DetectionRecord]):
         classes_present = sum(count > 0 for count in box_counts.values())
         by_superclass = self.superclass_counts()
         superclass_text = ", ".join(
-            f"{name or 'unknown'}: {by_superclass[name]}" for name in (*SUPERCLASSES, None) if name in by_superclass
+            f"{name or 'unknown'}: {by_superclass[name]}"
+            for name in (*SUPERCLASSES, None) if name in by_superclass
         )
         lines = [
             f"{self.name}: {len(self)} images ({num_background} background), {self.num_boxes} boxes, "
@@ -372,8 +373,9 @@ def _check_complete(image: Image.Image, path: Path) -> None:
     if image.format == "PPM" and image.mode in ("RGB", "L") and image.tile and image.tile[0][0] == "raw":
         # A binary P5/P6 file with maxval < 256 holds width * height * channels bytes after its header.
         expected = image.tile[0][2] + image.width * image.height * len(image.getbands())
-        if path.stat().st_size < expected:
-            raise ImageReadError(f"truncated image: {path.stat().st_size} bytes, the header needs {expected}", path)
+        size = path.stat().st_size
+        if size < expected:
+            raise ImageReadError(f"truncated image: {size} bytes, the header needs {expected}", path)
     elif image.format == "PNG":
         try:
             image.verify()  # walks every chunk and checks its CRC, without inflating the pixels
@@ -437,12 +439,13 @@ def load_image(record_or_path: DetectionRecord | str | PathLike) -> np.ndarray:
         try:
             image.load()
         except (OSError, SyntaxError, ValueError) as error:
-            raise ImageReadError(f"unreadable or truncated image ({error}).{_jpeg2000_hint(path)}", path) from error
+            reason = f"unreadable or truncated image ({error}).{_jpeg2000_hint(path)}"
+            raise ImageReadError(reason, path) from error
         pixels = _to_rgb_array(image)
-    if isinstance(record_or_path, DetectionRecord) and pixels.shape[:2] != (record_or_path.height, record_or_path.width):
-        raise ImageReadError(
-            f"image is {pixels.shape[1]}x{pixels.shape[0]} but its record says "
-            f"{record_or_path.width}x{record_or_path.height}", path)
+    record = record_or_path if isinstance(record_or_path, DetectionRecord) else None
+    if record is not None and pixels.shape[:2] != (record.height, record.width):
+        found = f"{pixels.shape[1]}x{pixels.shape[0]}"
+        raise ImageReadError(f"image is {found} but its record says {record.width}x{record.height}", path)
     return pixels
 
 
