@@ -23,8 +23,6 @@ from tlutils.data import (
 from tlutils.data.btsd import BTSD_IMAGE_SIZE, btsd_superclass_id
 from tlutils.data.gtsdb import GTSDB_CLASSES
 
-pytestmark = pytest.mark.core
-
 
 def write_image(path: Path, width: int, height: int, mode: str = "RGB") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)

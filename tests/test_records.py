@@ -15,8 +15,6 @@ from tlutils.data.records import (
     check_box, load_image, read_image_size,
 )
 
-pytestmark = pytest.mark.core
-
 
 def make_record(path="a.png", boxes=((10, 20, 30, 60),), labels=(3,), **overrides) -> DetectionRecord:
     fields = dict(
