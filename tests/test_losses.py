@@ -45,7 +45,8 @@ def random_batch(rng, num_images=4, num_anchors=60, num_classes=4):
     class_targets = np.zeros((num_images, num_anchors), np.int32)
     for image, (positive_fraction, ignored_fraction) in enumerate(fractions):
         draw = rng.uniform(size=num_anchors)
-        class_targets[image, draw < positive_fraction] = rng.integers(1, num_classes + 1, size=(draw < positive_fraction).sum())
+        positive = draw < positive_fraction
+        class_targets[image, positive] = rng.integers(1, num_classes + 1, size=positive.sum())
         class_targets[image, (draw >= positive_fraction) & (draw < positive_fraction + ignored_fraction)] = -1
     box_targets = rng.normal(0, 1.0, size=(num_images, num_anchors, 4)).astype(np.float32)
     class_logits = rng.normal(0, 2.0, size=(num_images, num_anchors, num_classes + 1)).astype(np.float32)
@@ -188,12 +189,13 @@ def test_runs_under_jit(rng):
 def test_multibox_loss_object_over_dicts(rng):
     class_targets, box_targets, logits, offsets = random_batch(rng)
     loss = MultiBoxLoss(neg_pos_ratio=2.0, loc_weight=0.5)
-    got = loss({"class_targets": class_targets, "box_targets": box_targets}, {"class_logits": logits, "box_offsets": offsets})
+    y_true = {"class_targets": class_targets, "box_targets": box_targets}
+    got = loss(y_true, {"class_logits": logits, "box_offsets": offsets})
     expected = reference_multibox_loss(class_targets, box_targets, logits, offsets, neg_pos_ratio=2.0, loc_weight=0.5)
     np.testing.assert_allclose(float(ops.convert_to_numpy(got)), expected["loss"], rtol=1e-5)
     assert MultiBoxLoss.from_config(loss.get_config()).neg_pos_ratio == 2.0
     with pytest.raises(ValueError, match="y_pred must be a dict with keys"):
-        loss({"class_targets": class_targets, "box_targets": box_targets}, {"logits": logits})
+        loss(y_true, {"logits": logits})
 
 
 def test_bad_shapes_name_the_argument(rng):

@@ -70,7 +70,9 @@ def smooth_l1(difference: Tensor, beta: float = SMOOTH_L1_BETA) -> Tensor:
     return ops.where(absolute < beta, 0.5 * ops.square(difference) / beta, absolute - 0.5 * beta)
 
 
-def hard_negative_mask(class_targets: Tensor, background_losses: Tensor, neg_pos_ratio: float = NEG_POS_RATIO) -> Tensor:
+def hard_negative_mask(
+    class_targets: Tensor, background_losses: Tensor, neg_pos_ratio: float = NEG_POS_RATIO
+) -> Tensor:
     """Pick the hardest negatives of every image (SSD paper, page 6, "Hard negative mining").
 
     In image ``b`` the ``k_b = min(floor(neg_pos_ratio * positives_b), negatives_b)`` negatives
