@@ -76,6 +76,9 @@ class AnchorConfig:
             ``image_size / feature_map_size``.
         offset: position of the first centre within a cell, in cells (0.5 = the cell's centre).
         clip: clip every box's corners to [0, 1] (the Caffe SSD300 release does not).
+
+    Lists are stored as tuples of plain numbers (and ``steps`` as computed), so configs compare and
+    hash by value. Invalid values raise ``ValueError`` naming the field and the index.
     """
 
     image_size: int
@@ -112,7 +115,6 @@ class AnchorConfig:
                 )
         if not 0.0 <= float(self.offset) <= 1.0:
             raise ValueError(f"offset = {self.offset} must lie in [0, 1] (a fraction of a cell)")
-        # Store plain tuples of Python numbers so configs compare and hash by value.
         object.__setattr__(self, "feature_map_sizes", tuple(int(size) for size in sizes))
         object.__setattr__(self, "scales", scales)
         object.__setattr__(self, "aspect_ratios", ratios)
