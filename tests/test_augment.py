@@ -2,6 +2,7 @@
 
 The main check paints solid rectangles of distinct colours on a plain image, augments it, and reads
 the output pixels back: inside every output box is that box's colour, just outside it is not.
+NumPy and Pillow only: not core-marked, so the JAX re-run of the suite does not repeat these.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from tlutils.data.augment import (
     Augmenter,
     resize_image,
 )
-
-pytestmark = pytest.mark.core
 
 BACKGROUND = (60, 60, 60)
 COLORS = {  # label -> RGB, all far apart, from each other, the background and MEAN_COLOR
