@@ -71,10 +71,12 @@ __all__ = [
     "SceneStyle",
     "SignClass",
     "generate",
+    "image_rng",
     "render_scene",
     "render_sign",
     "save_gallery",
     "save_sign_table",
+    "write_png",
 ]
 
 #: Written into the ``info`` block of every ``annotations.json``; bump when the output changes.
@@ -225,7 +227,11 @@ def _check_image_size(image_size: object) -> int:
 
 
 def image_rng(seed: int, country: str, index: int) -> np.random.Generator:
-    """The random generator of image ``index`` of ``country`` for ``seed`` (independent of the set size)."""
+    """The random generator of image ``index`` of ``country`` for ``seed`` (independent of the set size).
+
+    ``render_scene(country, image_rng(seed, country, i), size)`` is image ``i`` of
+    ``generate(country, n, out_dir, seed, size)`` for every ``n > i``.
+    """
     country_key = zlib.crc32(country.encode("utf-8"))
     return np.random.default_rng([int(seed), country_key, int(index)])
 
@@ -311,7 +317,7 @@ def _draw_ground(draw: ImageDraw.ImageDraw, street: _Street, scene: SceneStyle, 
 
 def _draw_facades(draw: ImageDraw.ImageDraw, street: _Street, scene: SceneStyle, rng: np.random.Generator) -> None:
     """Rows of buildings on both sides of a city street, with windows in perspective."""
-    for side, edge in ((-1, street.road_left - street.sidewalk), (1, street.road_right + street.sidewalk)):
+    for edge in (street.road_left - street.sidewalk, street.road_right + street.sidewalk):
         depth = rng.uniform(0.4, 1.2)
         while depth < 80:
             length = rng.uniform(3.0, 10.0)
@@ -322,7 +328,6 @@ def _draw_facades(draw: ImageDraw.ImageDraw, street: _Street, scene: SceneStyle,
             draw.polygon(corners, fill=wall)
             _draw_windows(draw, street, edge, depth, length, height, wall, rng)
             depth += length + (rng.uniform(0.5, 3.0) if rng.uniform() < 0.15 else 0.0)
-        del side
 
 
 def _draw_windows(draw: ImageDraw.ImageDraw, street: _Street, edge: float, depth: float, length: float,
@@ -578,9 +583,10 @@ def _place(patch_image: Image.Image, centre: tuple[float, float], size: int) -> 
             int(np.clip(y, 0, max(0, size - patch_image.height))))
 
 
-def _overlaps(box: tuple[int, int, int, int], others: Sequence[_Patch], margin: int = 2) -> bool:
-    return any(box[0] < o.box[2] + margin and o.box[0] < box[2] + margin and
-               box[1] < o.box[3] + margin and o.box[1] < box[3] + margin for o in others)
+def _overlaps(box: tuple[int, int, int, int], others: Sequence[tuple[int, int, int, int]], margin: int = 2) -> bool:
+    """Whether corners ``box`` comes within ``margin`` pixels of any of ``others``."""
+    return any(box[0] < o[2] + margin and o[0] < box[2] + margin and
+               box[1] < o[3] + margin and o[1] < box[3] + margin for o in others)
 
 
 def _place_signs(street: _Street, country: CountryStyle, rng: np.random.Generator,
@@ -623,8 +629,8 @@ def _stand_on_pole(patches: list[_Patch], sizes: list[float], street: _Street, r
             positions.append(_place(patch.image, (x, top + patch.image.height / 2), street.size))
             top += patch.image.height + 0.1 * size
         boxes = [(px, py, px + p.image.width, py + p.image.height) for (px, py), p in zip(positions, patches)]
-        if any(_overlaps(box, placed) for box in boxes) or (len(boxes) == 2 and _overlaps(boxes[1], [
-                _Patch(patches[0].image, *positions[0])])):
+        taken = [p.box for p in placed]
+        if any(_overlaps(box, taken + boxes[:i]) for i, box in enumerate(boxes)):
             continue
         for patch, (px, py) in zip(patches, positions):
             patch.x, patch.y = px, py
@@ -903,7 +909,7 @@ def _new_figure(width: float, height: float):  # -> matplotlib.figure.Figure
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width, height))
+    figure = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)
     return figure
 
@@ -929,14 +935,14 @@ def save_gallery(path: str | Path = "figures/01_sign_world_gallery.png", countri
                 sign = SIGN_CLASSES[label - 1]
                 colour = SUPERCLASS_COLOURS[sign.superclass]
                 axis.add_patch(_rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, colour))
-                axis.text(x0, y0 - 2, sign.name, color="white", fontsize=5.5, va="bottom",
-                          bbox={"facecolor": colour, "edgecolor": "none", "pad": 0.6, "alpha": 0.85})
+                label_text = axis.text(x0, y0 - 2, sign.name, color="white", fontsize=5.5, va="bottom",
+                                       bbox={"facecolor": colour, "edgecolor": "none", "pad": 0.6, "alpha": 0.85})
+                label_text.set_in_layout(False)  # names near the top edge must not move the grid
             axis.set_xticks([])
             axis.set_yticks([])
             if column == 0:
                 axis.set_ylabel(f"{country} ({COUNTRY_SHIFT[country]})", fontsize=10)
     figure.suptitle(f"The embedded sign world: {size} px scenes, boxes coloured by superclass", fontsize=11)
-    figure.tight_layout()
     return _save(figure, path)
 
 
@@ -963,8 +969,14 @@ def save_sign_table(path: str | Path = "figures/01_sign_classes.png", countries:
         for column, sign in enumerate(SIGN_CLASSES):
             axis = axes[row, column]
             axis.set_facecolor("#d9d9d9")
+            axis.imshow(np.zeros((height, height, 4), dtype=np.uint8))  # the same square frame in every cell
             if sign.id in COUNTRIES[country].classes:
-                axis.imshow(render_sign(country, sign.id, height))
+                drawing = render_sign(country, sign.id, height)
+                left, top = (height - drawing.shape[1]) / 2, (height - drawing.shape[0]) / 2
+                axis.imshow(drawing, extent=(left - 0.5, left + drawing.shape[1] - 0.5,
+                                             top + drawing.shape[0] - 0.5, top - 0.5))
+                axis.set_xlim(-0.5, height - 0.5)
+                axis.set_ylim(height - 0.5, -0.5)
             else:
                 axis.text(0.5, 0.5, "absent", ha="center", va="center", fontsize=7, color="#777777",
                           transform=axis.transAxes)
@@ -974,7 +986,6 @@ def save_sign_table(path: str | Path = "figures/01_sign_classes.png", countries:
                 axis.set_title(f"{sign.id} {sign.name}\n({sign.superclass})", fontsize=6.5)
             if column == 0:
                 axis.set_ylabel(f"{country}\n({COUNTRY_SHIFT[country]})", fontsize=9)
-    figure.tight_layout()
     return _save(figure, path)
 
 
