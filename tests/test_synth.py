@@ -249,6 +249,8 @@ def test_save_gallery_writes_a_grid(tmp_path):
     with Image.open(path) as png:
         width, height = png.size
     assert path.exists() and width > 300 and height > 300
+    with pytest.raises(ValueError, match="PNG"):
+        save_gallery(tmp_path / "gallery.jpg", countries=["belgium"], per_country=1, image_size=64)
 
 
 def test_load_coco_reads_the_generated_dataset(tmp_path):

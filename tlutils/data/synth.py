@@ -902,10 +902,10 @@ def generate(country: str = "belgium", num_images: int = 100, out_dir: str | Pat
 # ---------------------------------------------------------------------------------------------------
 #: Box colours of the superclasses in figures.
 SUPERCLASS_COLOURS = {"prohibitory": "#e41a1c", "danger": "#ff7f00", "mandatory": "#377eb8", "other": "#4daf4a"}
-FIGURE_DPI = 100
 
 
 def _new_figure(width: float, height: float):  # -> matplotlib.figure.Figure
+    """A figure outside pyplot (no global state, no GUI backend)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -914,12 +914,25 @@ def _new_figure(width: float, height: float):  # -> matplotlib.figure.Figure
     return figure
 
 
-def save_gallery(path: str | Path = "figures/01_sign_world_gallery.png", countries: Sequence[str] | None = None,
+def _save(figure, path: str | Path | None, default_name: str) -> Path:
+    """Save with :func:`tlutils.plotting.save_figure` (fixed dpi); ``None`` = the project's figures/."""
+    from tlutils.plotting import save_figure
+
+    if path is None:
+        return save_figure(figure, default_name)
+    path = Path(path)
+    if path.suffix not in ("", ".png"):
+        raise ValueError(f"figures are written as PNG; got {path.name!r}, use a name ending in .png")
+    return save_figure(figure, path.stem, path.parent)
+
+
+def save_gallery(path: str | Path | None = None, countries: Sequence[str] | None = None,
                  per_country: int = 4, image_size: int = 300, seed: int = 0) -> Path:
-    """Save a grid of scenes (rows = countries) with their boxes and class names.
+    """Save a grid of scenes (rows = countries) with their boxes, class names and superclass colours.
 
     The scenes are images ``0..per_country-1`` of ``generate(country, ..., seed=seed,
-    image_size=image_size)``. Returns the path written.
+    image_size=image_size)``. ``path`` defaults to ``figures/01_sign_world_gallery.png`` of the
+    project. Returns the path written.
     """
     names = [_country_style(c).name for c in (countries or list(COUNTRIES))]
     per_country = _check_int("per_country", per_country, 1, 32)
@@ -943,7 +956,7 @@ def save_gallery(path: str | Path = "figures/01_sign_world_gallery.png", countri
             if column == 0:
                 axis.set_ylabel(f"{country} ({COUNTRY_SHIFT[country]})", fontsize=10)
     figure.suptitle(f"The embedded sign world: {size} px scenes, boxes coloured by superclass", fontsize=11)
-    return _save(figure, path)
+    return _save(figure, path, "01_sign_world_gallery")
 
 
 def _rectangle(corner: tuple[float, float], width: float, height: float, colour: str):
@@ -952,16 +965,12 @@ def _rectangle(corner: tuple[float, float], width: float, height: float, colour:
     return Rectangle(corner, width, height, fill=False, edgecolor=colour, linewidth=1.2)
 
 
-def _save(figure, path: str | Path) -> Path:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=FIGURE_DPI, metadata={"Software": None})
-    return out
-
-
-def save_sign_table(path: str | Path = "figures/01_sign_classes.png", countries: Sequence[str] | None = None,
+def save_sign_table(path: str | Path | None = None, countries: Sequence[str] | None = None,
                     height: int = 96) -> Path:
-    """Save a table of every class (columns) as each country draws it (rows); blank = absent there."""
+    """Save a table of every class (columns) as each country draws it (rows; "absent" where it has none).
+
+    ``path`` defaults to ``figures/01_sign_classes.png`` of the project. Returns the path written.
+    """
     names = [_country_style(c).name for c in (countries or list(COUNTRIES))]
     figure = _new_figure(1.05 * len(SIGN_CLASSES) + 1.2, 1.25 * len(names) + 0.9)
     axes = figure.subplots(len(names), len(SIGN_CLASSES), squeeze=False)
@@ -986,7 +995,7 @@ def save_sign_table(path: str | Path = "figures/01_sign_classes.png", countries:
                 axis.set_title(f"{sign.id} {sign.name}\n({sign.superclass})", fontsize=6.5)
             if column == 0:
                 axis.set_ylabel(f"{country}\n({COUNTRY_SHIFT[country]})", fontsize=9)
-    return _save(figure, path)
+    return _save(figure, path, "01_sign_classes")
 
 
 if __name__ == "__main__":  # python -m tlutils.data.synth: regenerate the figures of notebook 01
