@@ -18,6 +18,18 @@ usa           large     white rectangular speed limits ("SPEED LIMIT 50"), "DO N
                         "DO NOT ENTER"; no priority road; wide roads, yellow centre lines
 ============  ========  ==================================================================
 
+A scene: a sky gradient and a street in one-point perspective (city facades with windows, suburban
+houses or a rural tree line), trees, lamp posts and cars with red tail lights; 0 to 6 signs on poles
+(12 px up to about 60% of the image; about one image in six has none); sign-like objects of no class
+(parking and one-way signs, boards with text, shop logos, backs of signs, traffic lights, balls) so
+that colour alone does not find signs; foliage and posts hiding parts of some signs; per-sign fading;
+camera effects (exposure, gamma, white balance, ground shadows, blur, shading, noise, JPEG). NumPy and
+Pillow only: about 200 scenes per second at 300 px on one core, 120 when written as PNG.
+
+Public API: :data:`SIGN_CLASSES`, :data:`COUNTRIES`, :data:`COUNTRY_SHIFT`, :func:`render_scene`,
+:func:`generate`, :func:`image_rng`, :func:`render_sign`, :func:`save_gallery`,
+:func:`save_sign_table`.
+
 Conventions: images are square, ``image_size`` pixels; boxes are **pixel** corners ``(xmin, ymin,
 xmax, ymax)`` with exclusive maxima (a box ``(3, 4, 15, 16)`` covers columns 3..14), as in
 ``tlutils.data.records``; COCO files hold ``[x, y, width, height]``. Class ids come from
@@ -852,15 +864,16 @@ def _coco_categories(style: CountryStyle) -> list[dict]:
             for c in SIGN_CLASSES if c.id in style.classes]
 
 
-def generate(country: str = "belgium", num_images: int = 100, out_dir: str | Path = "sign_world",
-             seed: int = 0, image_size: int = 300) -> Path:
+def generate(country: str, num_images: int, out_dir: str | Path, seed: int = 0, image_size: int = 300) -> Path:
     """Write ``num_images`` scenes of ``country`` as PNG files plus a COCO ``annotations.json``.
 
     Files: ``out_dir/<country>_<index:06d>.png`` and ``out_dir/annotations.json`` (``file_name`` is
-    relative to ``out_dir``). COCO fields: images (id, file_name, width, height), annotations (id,
-    image_id, category_id, bbox ``[x, y, w, h]`` pixels, area, iscrowd 0), categories (id, name,
-    supercategory = superclass; only the classes of ``country``, with the global ids of
-    :data:`SIGN_CLASSES`) and ``info`` (country, shift, seed, image_size, generator version).
+    relative to ``out_dir``; other files there are left alone). COCO fields: images (id, file_name,
+    width, height), annotations (id, image_id, category_id, bbox ``[x, y, w, h]`` pixels, area,
+    iscrowd 0), categories (id, name, supercategory = superclass; only the classes of ``country``,
+    with the global ids of :data:`SIGN_CLASSES`) and ``info`` (country, shift, seed, image_size,
+    generator version). Image ``i`` is ``render_scene(country, image_rng(seed, country, i),
+    image_size)``, so the first ``k`` images do not depend on ``num_images``.
 
     Returns:
         The path of ``annotations.json``.
