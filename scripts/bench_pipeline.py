@@ -78,7 +78,9 @@ def timed(run: Callable[[], int]) -> tuple[float, float]:
     return count / (time.perf_counter() - wall), count / max(time.process_time() - cpu, 1e-9)
 
 
-def epochs(sequence: DetectionSequence, num_epochs: int, workers: int = 0, processes: bool = False) -> Callable[[], int]:
+def epochs(
+    sequence: DetectionSequence, num_epochs: int, workers: int = 0, processes: bool = False
+) -> Callable[[], int]:
     """A run over ``num_epochs`` whole epochs; returns the number of images.
 
     With ``workers``, batches are built by a thread pool, or (``processes``) by a process pool started

@@ -225,7 +225,8 @@ def test_whole_image_choice_and_images_without_boxes():
     expected = Augmenter.validation(48)(image, RECTANGLES, LABELS)
     got = whole(image, RECTANGLES, LABELS, np.random.default_rng(0))
     np.testing.assert_array_equal(got[0], expected[0])
-    out_image, out_boxes, out_labels = Augmenter(48)(image, np.zeros((0, 4)), np.zeros(0, np.int64), np.random.default_rng(0))
+    no_boxes, no_labels = np.zeros((0, 4)), np.zeros(0, np.int64)
+    out_image, out_boxes, out_labels = Augmenter(48)(image, no_boxes, no_labels, np.random.default_rng(0))
     assert out_image.shape == (48, 48, 3) and out_boxes.shape == (0, 4) and out_labels.shape == (0,)
 
 

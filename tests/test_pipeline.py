@@ -151,7 +151,8 @@ def test_shuffle_visits_every_image_once_per_epoch(samples, anchors):
     assert orders[0] != orders[1] != orders[2]
     in_order = DetectionSequence(samples, anchors, LABEL_MAP, batch_size=3, input_size=SIZE, shuffle=False)
     in_order.on_epoch_end()
-    assert [identity(image) for index in range(len(in_order)) for image in in_order[index][0]] == list(range(NUM_SAMPLES))
+    order = [identity(image) for index in range(len(in_order)) for image in in_order[index][0]]
+    assert order == list(range(NUM_SAMPLES))
 
 
 def test_unmapped_labels_raise_or_are_dropped(samples, anchors):
@@ -247,7 +248,8 @@ def tiny_detector(num_anchors: int, num_classes: int) -> keras.Model:
     """A stand-in with the detector's output contract, keyed like the targets."""
     inputs = keras.Input((SIZE, SIZE, 3))
     features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, strides=4)(inputs / 255.0))
-    logits = keras.layers.Reshape((num_anchors, num_classes + 1))(keras.layers.Dense(num_anchors * (num_classes + 1))(features))
+    logits = keras.layers.Dense(num_anchors * (num_classes + 1))(features)
+    logits = keras.layers.Reshape((num_anchors, num_classes + 1))(logits)
     offsets = keras.layers.Reshape((num_anchors, 4))(keras.layers.Dense(num_anchors * 4)(features))
     return keras.Model(inputs, {"class_targets": logits, "box_targets": offsets})
 
