@@ -509,10 +509,14 @@ def sign_template(name: str, style: SignStyle, height: int) -> Image.Image:
     return draw_sign(name, style, height).convert("RGBa")
 
 
+def template_level(needed_height: float) -> int:
+    """The smallest of :data:`TEMPLATE_HEIGHTS` that is at least ``needed_height`` (else the largest)."""
+    return next((h for h in TEMPLATE_HEIGHTS if h >= needed_height), TEMPLATE_HEIGHTS[-1])
+
+
 def template_for(name: str, style: SignStyle, needed_height: float) -> Image.Image:
-    """The cached drawing of the smallest :data:`TEMPLATE_HEIGHTS` >= ``needed_height`` (else the largest)."""
-    height = next((h for h in TEMPLATE_HEIGHTS if h >= needed_height), TEMPLATE_HEIGHTS[-1])
-    return sign_template(name, style, height)
+    """The cached drawing of sign ``name`` at :func:`template_level` of ``needed_height``."""
+    return sign_template(name, style, template_level(needed_height))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -62,13 +62,12 @@ from tlutils.data.signs import (
     CLASS_BY_NAME,
     DISTRACTORS,
     SIGN_CLASSES,
-    TEMPLATE_HEIGHTS,
     FontStyle,
     SignClass,
     SignStyle,
     distractor_template,
-    sign_template,
     template_for,
+    template_level,
 )
 
 __all__ = [
@@ -669,9 +668,8 @@ def _place_distractors(street: _Street, country: CountryStyle, rng: np.random.Ge
         kind = kinds[rng.integers(len(kinds))]
         size = min(_sample_sign_size(rng, street.size), 0.35 * street.size) * _DISTRACTOR_SCALE.get(kind, 1.0)
         variants, _ = DISTRACTORS[kind]
-        needed = _template_height(size)
         template = distractor_template(kind, int(rng.integers(variants)), country.signs,
-                                       next((h for h in TEMPLATE_HEIGHTS if h >= needed), TEMPLATE_HEIGHTS[-1]))
+                                       template_level(_template_height(size)))
         patch = _Patch(_weather(_warp(template, size, rng), rng), 0, 0)
         depth = 0.5 * street.ground_scale / size
         side = rng.choice([street.road_left, street.road_right])
