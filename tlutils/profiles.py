@@ -31,6 +31,8 @@ class Profile:
         countries: target countries of the transfer study, nearest shift first.
         learning_rate: base learning rate (Adam) for training from scratch.
         mixed_precision: Keras dtype policy for training ("float32" or "mixed_bfloat16").
+        target_epochs: evaluations of a target run: its budget is split into this many "epochs" of
+            ``target_steps / target_epochs`` steps (a few-shot set is far smaller than a step count).
     """
 
     name: str
@@ -46,6 +48,7 @@ class Profile:
     countries: tuple[str, ...]
     learning_rate: float = 1e-3
     mixed_precision: str = "float32"
+    target_epochs: int = 5
 
     def replace(self, **changes) -> "Profile":
         """A copy with some fields changed (e.g. a notebook's papermill overrides)."""
@@ -55,18 +58,18 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "ci": Profile(
         name="ci", input_size=96, width=0.125, batch_size=8, num_source_images=32,
-        num_val_images=16, source_epochs=2, target_steps=8, target_sizes=(10,), seeds=(0,),
-        countries=("germany",),
+        num_val_images=16, source_epochs=2, target_steps=12, target_sizes=(10,), seeds=(0,),
+        countries=("germany",), target_epochs=3,
     ),
     "cpu": Profile(
         name="cpu", input_size=160, width=0.25, batch_size=16, num_source_images=1200,
         num_val_images=200, source_epochs=12, target_steps=300, target_sizes=(10, 50, 200),
-        seeds=(0, 1, 2), countries=("germany", "sweden", "usa"),
+        seeds=(0, 1, 2), countries=("germany", "sweden", "usa"), target_epochs=5,
     ),
     "gpu": Profile(
         name="gpu", input_size=300, width=1.0, batch_size=32, num_source_images=5000,
         num_val_images=500, source_epochs=40, target_steps=1500, target_sizes=(10, 50, 200),
-        seeds=(0, 1, 2), countries=("germany", "sweden", "usa"),
+        seeds=(0, 1, 2), countries=("germany", "sweden", "usa"), target_epochs=10,
     ),
 }
 
