@@ -1,0 +1,381 @@
+"""Mean average precision of detections: Pascal VOC rules, COCO's 101-point AP, and pycocotools itself.
+
+Conventions: boxes are **corners** ``(xmin, ymin, xmax, ymax)``, normalized to [0, 1] (any common
+scale works for ``mean_average_precision``; ``coco_map`` scales them by ``image_size``). Labels are
+``1..C``. Detections come one dict per image as ``tlutils.decoding.decode_detections`` makes them
+(``boxes`` ``(K, 4)``, ``scores`` ``(K,)``, ``labels`` ``(K,)``); ground truths one dict per image with
+``boxes`` ``(M, 4)``, ``labels`` ``(M,)`` and optionally ``difficult`` ``(M,)`` bool.
+
+Per class, detections are taken by descending score (ties: image order, then the order within the
+image) and each is a true positive (TP) if it matches a ground truth of its class in its image, else
+a false positive (FP). AP summarizes the precision/recall curve. The rules:
+
+- ``"voc07"`` and ``"all_points"``: the Pascal VOC devkit (Everingham et al., IJCV 2010, section 4.2;
+  ``VOCevaldet.m`` / ``voc_eval.py``). A detection's candidate is the ground truth it overlaps most;
+  it matches if that IoU is **> iou_threshold** and the ground truth is not yet taken (a second
+  detection of it is a FP). A detection whose candidate is *difficult* is neither TP nor FP, and
+  difficult ground truths do not count as positives. ``"voc07"``: mean over recall r in
+  {0, 0.1, ..., 1} of the highest precision at recall >= r (VOC2007, the SSD paper's metric);
+  ``"all_points"``: area under the precision envelope at every recall step (VOC2010 on).
+- ``"coco101"``: exactly what pycocotools reports as AP at one IoU threshold for area "all" and
+  100 detections per image (``COCOeval``): at most 100 detections per image and class, each matches
+  the best **not yet matched** ground truth with IoU **>= iou_threshold**, preferring real ground
+  truths to ignored ones; precision made monotone and read at 101 recall points 0, 0.01, ..., 1.
+  Difficult ground truths are passed to pycocotools as ``iscrowd`` (its only way to ignore a box),
+  so here they follow crowd rules: IoU with them is intersection / detection area, any number of
+  detections may match them, and those detections are neither TP nor FP.
+
+pycocotools computes IoU on pixel boxes without the old "+1" (checked: boxes [0, 10) and [5, 10)
+overlap 0.5), so normalized and pixel boxes give the same IoU.
+
+Classes are reported only if they have at least one ground truth that counts (not difficult); a
+class with ground truth but no detections has AP 0. With no such class at all, ``map`` is NaN.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+
+from tlutils.decoding import area_numpy, intersection_numpy, iou_numpy
+
+#: IoU threshold of a match in Pascal VOC (Everingham et al. 2010, section 4.4) and COCO's AP50.
+IOU_THRESHOLD = 0.5
+METHODS = ("voc07", "all_points", "coco101")
+#: Recall points of VOC2007's 11-point interpolated AP (``voc_eval.py``: ``np.arange(0., 1.1, 0.1)``).
+VOC07_RECALL_POINTS = np.arange(0.0, 1.1, 0.1)
+#: Recall points of COCO AP (pycocotools ``Params.recThrs``: 0:0.01:1).
+COCO_RECALL_POINTS = np.linspace(0.0, 1.0, int(np.round(1.0 / 0.01)) + 1)
+#: Detections per image and class that COCO AP looks at (pycocotools ``Params.maxDets[-1]``).
+COCO_MAX_DETECTIONS = 100
+#: Names of ``COCOeval.stats``, in order.
+COCO_STATS = (
+    "map", "ap50", "ap75", "ap_small", "ap_medium", "ap_large",
+    "ar_1", "ar_10", "ar_100", "ar_small", "ar_medium", "ar_large",
+)  # fmt: skip
+
+
+class _Flat(NamedTuple):
+    """All boxes of a dataset in flat arrays; ``extra`` is scores (detections) or difficult (ground truth)."""
+
+    image: np.ndarray  # (N,) int64 image index
+    boxes: np.ndarray  # (N, 4) float64 corners
+    labels: np.ndarray  # (N,) int64
+    extra: np.ndarray  # (N,) float64 scores or bool difficult
+
+
+def mean_average_precision(
+    detections: Sequence[dict[str, Any]],
+    ground_truths: Sequence[dict[str, Any]],
+    iou_threshold: float = IOU_THRESHOLD,
+    method: str = "voc07",
+) -> dict[str, Any]:
+    """AP per class and their mean (see the module docstring for the rules of each ``method``).
+
+    Args:
+        detections: one dict per image: ``boxes`` ``(K, 4)`` corners, ``scores`` ``(K,)``,
+            ``labels`` ``(K,)`` in ``1..C``.
+        ground_truths: one dict per image, in the same order: ``boxes`` ``(M, 4)``, ``labels``
+            ``(M,)``, optional ``difficult`` ``(M,)`` bool.
+        iou_threshold: IoU of a match (VOC: above it; COCO: at least it).
+        method: ``"voc07"`` (11 points), ``"all_points"`` or ``"coco101"``.
+
+    Returns:
+        ``{"map": float, "per_class": {label: AP}}`` over the classes with ground truth that counts.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if not 0.0 < iou_threshold <= 1.0:
+        raise ValueError(f"iou_threshold must lie in (0, 1], got {iou_threshold}")
+    found, truth = _flatten(detections, ground_truths)
+    if method == "coco101":
+        per_class = _coco_average_precision(found, truth, iou_threshold)
+    else:
+        per_class = _voc_average_precision(found, truth, iou_threshold, eleven_points=method == "voc07")
+    return {"map": float(np.mean(list(per_class.values()))) if per_class else float("nan"), "per_class": per_class}
+
+
+def coco_map(
+    detections: Sequence[dict[str, Any]],
+    ground_truths: Sequence[dict[str, Any]],
+    image_size: int | tuple[int, int] | Sequence[tuple[int, int]] = 300,
+) -> dict[str, Any]:
+    """COCO metrics computed by pycocotools itself (``COCOeval``, bbox), without its printing.
+
+    Args:
+        detections, ground_truths: as for ``mean_average_precision``, boxes normalized to [0, 1].
+        image_size: pixel size to scale boxes by (COCO's small/medium/large split is in pixels):
+            one side for square images, ``(width, height)``, or one ``(width, height)`` per image.
+
+    Returns:
+        ``COCOeval.stats`` by name (``map`` = AP@[.5:.95], ``ap50``, ``ap75``, ``ap_small``, ...,
+        ``ar_100``, ...; see ``COCO_STATS``); ``per_iou``: ``{0.5: AP, 0.55: AP, ..., 0.95: AP}``;
+        ``per_class``: ``{label: AP@[.5:.95]}``. pycocotools' -1 (no ground truth) becomes NaN.
+    """
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    found, truth = _flatten(detections, ground_truths)
+    sizes = _image_sizes(image_size, len(ground_truths))
+    categories = [{"id": int(label)} for label in np.union1d(found.labels, truth.labels)]
+    images = [{"id": index + 1, "width": width, "height": height} for index, (width, height) in enumerate(sizes)]
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        datasets = []
+        for flat, is_truth in ((truth, True), (found, False)):
+            dataset = COCO()
+            annotations = _annotations(flat, sizes, is_truth)
+            dataset.dataset = {"images": images, "categories": categories, "annotations": annotations}
+            dataset.createIndex()
+            datasets.append(dataset)
+        evaluator = COCOeval(datasets[0], datasets[1], iouType="bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    results: dict[str, Any] = {name: _nan_if_absent(value) for name, value in zip(COCO_STATS, evaluator.stats)}
+    precision = evaluator.eval["precision"][:, :, :, 0, -1]  # (IoU, recall, class) at area all, 100 dets
+    results["per_iou"] = {
+        round(float(threshold), 2): _mean_present(precision[index])
+        for index, threshold in enumerate(evaluator.params.iouThrs)
+    }
+    results["per_class"] = {
+        int(label): _mean_present(precision[:, :, index])
+        for index, label in enumerate(evaluator.params.catIds)
+        if np.any(precision[:, :, index] > -1)
+    }
+    return results
+
+
+def _voc_average_precision(found: _Flat, truth: _Flat, iou_threshold: float, eleven_points: bool) -> dict[int, float]:
+    """AP per class under the Pascal VOC devkit rules."""
+    order = np.lexsort((-found.extra, found.labels))  # by class, then descending score; stable
+    found = _Flat(*(array[order] for array in found))
+    pair_found, pair_truth = _same_image_and_class_pairs(found, truth)
+    overlaps = iou_numpy(found.boxes[pair_found], truth.boxes[pair_truth])
+    best_overlap, best_truth = _first_maximum_per_detection(len(found.image), pair_found, overlaps, pair_truth)
+    over = best_overlap > iou_threshold  # VOC: strictly above
+    ignored = np.zeros(len(found.image), dtype=bool)
+    ignored[over] = truth.extra[best_truth[over]]  # its best ground truth is difficult
+    candidate = over & ~ignored
+    first_claim = np.zeros(len(found.image), dtype=bool)
+    claimed = np.flatnonzero(candidate)
+    first_claim[claimed[np.unique(best_truth[claimed], return_index=True)[1]]] = True  # in score order
+    true_positive = candidate & first_claim
+    false_positive = ~over | (candidate & ~first_claim)
+    per_class = {}
+    for label in _counted_classes(truth):
+        in_class = found.labels == label
+        true_positives = np.cumsum(true_positive[in_class], dtype=np.float64)
+        false_positives = np.cumsum(false_positive[in_class], dtype=np.float64)
+        recall = true_positives / np.count_nonzero((truth.labels == label) & ~truth.extra)
+        precision = true_positives / np.maximum(true_positives + false_positives, np.finfo(np.float64).eps)
+        per_class[label] = _eleven_point_ap(recall, precision) if eleven_points else _all_point_ap(recall, precision)
+    return per_class
+
+
+def _eleven_point_ap(recall: np.ndarray, precision: np.ndarray) -> float:
+    """VOC2007: mean over ``VOC07_RECALL_POINTS`` of the highest precision at recall >= the point."""
+    reached = recall[None, :] >= VOC07_RECALL_POINTS[:, None]  # (11, D)
+    return float(np.mean(np.max(np.where(reached, precision[None, :], 0.0), axis=1, initial=0.0)))
+
+
+def _all_point_ap(recall: np.ndarray, precision: np.ndarray) -> float:
+    """VOC2010+: area under the precision envelope (``voc_ap(use_07_metric=False)``)."""
+    recall = np.concatenate([[0.0], recall, [1.0]])
+    envelope = np.maximum.accumulate(np.concatenate([[0.0], precision, [0.0]])[::-1])[::-1]
+    steps = np.flatnonzero(recall[1:] != recall[:-1])
+    return float(np.sum((recall[steps + 1] - recall[steps]) * envelope[steps + 1]))
+
+
+def _coco_average_precision(found: _Flat, truth: _Flat, iou_threshold: float) -> dict[int, float]:
+    """AP per class as pycocotools computes it for one IoU threshold, area "all", 100 detections."""
+    # pycocotools: per image and class, detections by descending score (stable), the first 100
+    order = np.lexsort((-found.extra, found.labels, found.image))
+    found = _Flat(*(array[order] for array in found))
+    starts, ends = _runs(found.image * (found.labels.max(initial=0) + 1) + found.labels)
+    rank = np.arange(len(order)) - np.repeat(starts, ends - starts)  # position within image and class
+    found = _Flat(*(array[rank < COCO_MAX_DETECTIONS] for array in found))
+    matched, ignored = _coco_matches(found, truth, iou_threshold)
+    per_class = {}
+    for label in _counted_classes(truth):
+        in_class = np.flatnonzero(found.labels == label)
+        # all images' detections of the class by descending score; ties keep image order (mergesort)
+        in_class = in_class[np.argsort(-found.extra[in_class], kind="stable")]
+        true_positives = np.cumsum(matched[in_class] & ~ignored[in_class], dtype=np.float64)
+        false_positives = np.cumsum(~matched[in_class] & ~ignored[in_class], dtype=np.float64)
+        recall = true_positives / np.count_nonzero((truth.labels == label) & ~truth.extra)
+        precision = true_positives / (true_positives + false_positives + np.spacing(1))
+        precision = np.maximum.accumulate(precision[::-1])[::-1]  # monotone, as pycocotools makes it
+        points = np.searchsorted(recall, COCO_RECALL_POINTS, side="left")  # first index reaching each
+        padded = np.r_[precision, 0.0]  # recall points never reached have precision 0
+        per_class[label] = float(np.mean(padded[np.minimum(points, len(precision))]))
+    return per_class
+
+
+def _coco_matches(found: _Flat, truth: _Flat, iou_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """pycocotools' greedy matching (``COCOeval.evaluateImg``); ``found`` sorted by image, class, score.
+
+    Each detection, in that order, takes among the ground truths of its image and class with overlap
+    >= the threshold the best still free real one (ties: the later one), else the best crowd
+    (difficult) one, which stays free. Only detections with such a candidate need the loop.
+
+    Returns:
+        ``matched`` and ``ignored`` (matched a crowd ground truth), each ``(D,)`` bool.
+    """
+    pair_found, pair_truth = _same_image_and_class_pairs(found, truth)
+    crowd = truth.extra.astype(bool)
+    overlaps = iou_numpy(found.boxes[pair_found], truth.boxes[pair_truth])
+    crowd_pairs = crowd[pair_truth]  # crowd overlap: intersection / detection area
+    detection_area = area_numpy(found.boxes[pair_found[crowd_pairs]])
+    intersection = intersection_numpy(found.boxes[pair_found[crowd_pairs]], truth.boxes[pair_truth[crowd_pairs]])
+    overlaps[crowd_pairs] = intersection / np.maximum(detection_area, np.finfo(np.float64).tiny)
+    close = overlaps >= min(iou_threshold, 1 - 1e-10)  # pycocotools' bound
+    pair_found, pair_truth, overlaps = pair_found[close], pair_truth[close], overlaps[close]
+
+    matched = np.zeros(len(found.image), dtype=bool)
+    ignored = np.zeros(len(found.image), dtype=bool)
+    taken = np.zeros(len(truth.image), dtype=bool)
+    for start, end in zip(*_runs(pair_found)):
+        candidates, candidate_overlaps = pair_truth[start:end], overlaps[start:end]
+        free_real = ~crowd[candidates] & ~taken[candidates]
+        usable = free_real if free_real.any() else crowd[candidates]
+        if not usable.any():
+            continue
+        best = candidate_overlaps[usable].max()
+        chosen = candidates[usable][candidate_overlaps[usable] == best].max()  # ties: the later one
+        detection = pair_found[start]
+        matched[detection], ignored[detection] = True, crowd[chosen]
+        taken[chosen] |= not crowd[chosen]
+    return matched, ignored
+
+
+def _same_image_and_class_pairs(found: _Flat, truth: _Flat) -> tuple[np.ndarray, np.ndarray]:
+    """All (detection, ground truth) index pairs of the same image and class, by detection then ground truth."""
+    num_labels = int(max(found.labels.max(initial=0), truth.labels.max(initial=0))) + 1
+    truth_keys = truth.image * num_labels + truth.labels
+    truth_order = np.argsort(truth_keys, kind="stable")
+    sorted_keys = truth_keys[truth_order]
+    found_keys = found.image * num_labels + found.labels
+    first = np.searchsorted(sorted_keys, found_keys, side="left")
+    counts = np.searchsorted(sorted_keys, found_keys, side="right") - first  # (D,)
+    pair_found = np.repeat(np.arange(len(found_keys)), counts)
+    within = np.arange(len(pair_found)) - np.repeat(np.cumsum(counts) - counts, counts)
+    return pair_found, truth_order[np.repeat(first, counts) + within]
+
+
+def _first_maximum_per_detection(
+    num_found: int, pair_found: np.ndarray, overlaps: np.ndarray, pair_truth: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per detection: its highest overlap (-inf without pairs) and the first ground truth reaching it (-1)."""
+    best_overlap = np.full(num_found, -np.inf)
+    best_truth = np.full(num_found, -1, dtype=np.int64)
+    starts, ends = _runs(pair_found)
+    if len(starts) == 0:
+        return best_overlap, best_truth
+    maxima = np.maximum.reduceat(overlaps, starts)
+    at_maximum = overlaps == np.repeat(maxima, ends - starts)
+    first = np.minimum.reduceat(np.where(at_maximum, np.arange(len(overlaps)), len(overlaps)), starts)
+    best_overlap[pair_found[starts]] = maxima
+    best_truth[pair_found[starts]] = pair_truth[first]
+    return best_overlap, best_truth
+
+
+def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (exclusive) indices of the runs of equal values in sorted ``keys`` ``(N,)``."""
+    if len(keys) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    return starts, np.r_[starts[1:], len(keys)]
+
+
+def _counted_classes(truth: _Flat) -> list[int]:
+    """Classes with at least one ground truth that is not difficult, ascending."""
+    return [int(label) for label in np.unique(truth.labels[~truth.extra.astype(bool)])]
+
+
+def _flatten(detections: Sequence[dict[str, Any]], ground_truths: Sequence[dict[str, Any]]) -> tuple[_Flat, _Flat]:
+    """Validate the per-image dicts and concatenate them into flat arrays."""
+    if len(detections) != len(ground_truths):
+        raise ValueError(f"detections has {len(detections)} images but ground_truths has {len(ground_truths)}")
+    found = [_read_image("detections", index, item, "scores") for index, item in enumerate(detections)]
+    truth = [_read_image("ground_truths", index, item, "difficult") for index, item in enumerate(ground_truths)]
+    return _concatenate(found, np.float64), _concatenate(truth, bool)
+
+
+def _read_image(kind: str, index: int, item: dict[str, Any], extra_key: str) -> tuple[np.ndarray, ...]:
+    """``(boxes (K, 4) float64, labels (K,) int64, extra (K,))`` of one image, or ``ValueError``."""
+    where = f"{kind}[{index}]"
+    if not isinstance(item, dict) or "boxes" not in item or "labels" not in item:
+        raise ValueError(f"{where} must be a dict with 'boxes' and 'labels', got {type(item).__name__}")
+    if extra_key == "scores" and "scores" not in item:
+        raise ValueError(f"{where} has no 'scores'")
+    boxes = np.asarray(item["boxes"], dtype=np.float64)
+    boxes = boxes.reshape(0, 4) if boxes.size == 0 else boxes
+    labels = np.asarray(item["labels"])
+    default = np.zeros(len(labels), dtype=bool)
+    extra = np.asarray(item.get(extra_key, default), dtype=np.float64 if extra_key == "scores" else bool)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"{where}['boxes'] must have shape (K, 4) (corners), got {boxes.shape}")
+    for name, values in (("labels", labels), (extra_key, extra)):
+        if values.shape != (len(boxes),):
+            raise ValueError(f"{where}['{name}'] must have shape ({len(boxes)},) like its boxes, got {values.shape}")
+    if labels.size and (not np.issubdtype(labels.dtype, np.integer) or labels.min() < 1):
+        raise ValueError(f"{where}['labels'] must be integers >= 1 (0 is background), got {labels.tolist()}")
+    inverted = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+    bad = np.flatnonzero(~np.all(np.isfinite(boxes), axis=1) | inverted)
+    if bad.size:
+        raise ValueError(
+            f"{where}['boxes'][{bad[0]}] = {boxes[bad[0]].tolist()} is not a corners box (xmin <= xmax, ymin <= ymax)"
+        )
+    return boxes, labels.astype(np.int64), extra
+
+
+def _concatenate(images: list[tuple[np.ndarray, ...]], extra_dtype: type) -> _Flat:
+    """One ``_Flat`` of the per-image ``(boxes, labels, extra)`` triples."""
+    image_index = np.repeat(np.arange(len(images)), [len(labels) for _, labels, _ in images]).astype(np.int64)
+    if not images:
+        return _Flat(image_index, np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0, extra_dtype))
+    boxes, labels, extra = (np.concatenate(parts) for parts in zip(*images))
+    return _Flat(image_index, boxes, labels, extra.astype(extra_dtype))
+
+
+def _annotations(flat: _Flat, sizes: list[tuple[int, int]], is_truth: bool) -> list[dict[str, Any]]:
+    """COCO annotations (pixel ``[x, y, w, h]`` boxes, ids from 1: pycocotools reads id 0 as "no match")."""
+    scale = np.asarray(sizes, dtype=np.float64)[flat.image] if len(flat.image) else np.zeros((0, 2))
+    corners = flat.boxes * np.concatenate([scale, scale], axis=1)
+    xywh = np.concatenate([corners[:, :2], corners[:, 2:] - corners[:, :2]], axis=1)
+    annotations = []
+    rows = zip(flat.image.tolist(), xywh.tolist(), flat.labels.tolist(), flat.extra.tolist())
+    for number, (image, box, label, extra) in enumerate(rows):
+        annotation = {"id": number + 1, "image_id": image + 1, "category_id": label, "bbox": box}
+        annotation.update(area=box[2] * box[3], iscrowd=int(extra) if is_truth else 0)
+        if not is_truth:
+            annotation["score"] = extra
+        annotations.append(annotation)
+    return annotations
+
+
+def _image_sizes(image_size: Any, num_images: int) -> list[tuple[int, int]]:
+    """``(width, height)`` of every image from one side, one ``(width, height)``, or one per image."""
+    sizes = np.asarray(image_size)
+    if sizes.ndim == 0:
+        sizes = np.array([image_size, image_size])
+    if sizes.ndim == 1 and sizes.shape == (2,):
+        sizes = np.tile(sizes, (num_images, 1))
+    if sizes.shape != (num_images, 2) or np.any(sizes <= 0):
+        raise ValueError(f"image_size must be a side, (width, height) or one (width, height) per image "
+                         f"({num_images} images), got {image_size!r}")
+    return [(float(width), float(height)) for width, height in sizes]
+
+
+def _nan_if_absent(value: float) -> float:
+    """pycocotools writes -1 where nothing was there to measure."""
+    return float("nan") if value == -1 else float(value)
+
+
+def _mean_present(precision: np.ndarray) -> float:
+    """Mean of pycocotools precision entries that are not -1 (absent), NaN if none are."""
+    present = precision[precision > -1]
+    return float(np.mean(present)) if present.size else float("nan")
