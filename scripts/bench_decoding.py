@@ -20,45 +20,21 @@ includes waiting for a core.
 from __future__ import annotations
 
 import argparse
-import time
 
 import keras
 import numpy as np
 from keras import ops
 
 from tlutils.anchors import AnchorConfig, generate_anchors
+from tlutils.bench import detector_like_outputs as realistic_outputs
+from tlutils.bench import median_seconds
 from tlutils.decoding import decode_detections
-from tlutils.encoding import encode
-
-#: Background logit of unmatched anchors: mean and spread (a confident but imperfect detector).
-BACKGROUND_LOGIT = (8.0, 1.5)
-#: Logit of the right class on matched anchors, and the noise on their offsets.
-MATCHED_LOGIT = (6.0, 1.0)
-OFFSET_NOISE = 0.3
 
 
 def random_outputs(rng: np.random.Generator, batch: int, num_anchors: int, num_classes: int) -> tuple:
     """Worst case: standard normal logits, offsets N(0, 1)."""
     logits = rng.normal(size=(batch, num_anchors, num_classes + 1)).astype(np.float32)
     offsets = rng.normal(size=(batch, num_anchors, 4)).astype(np.float32)
-    return logits, offsets
-
-
-def realistic_outputs(rng: np.random.Generator, batch: int, anchors: np.ndarray, num_classes: int) -> tuple:
-    """A trained detector's outputs around 3-6 random signs per image (see the module docstring)."""
-    num_anchors = len(anchors)
-    logits = rng.normal(size=(batch, num_anchors, num_classes + 1)).astype(np.float32)
-    offsets = np.empty((batch, num_anchors, 4), np.float32)
-    for image in range(batch):
-        count = rng.integers(3, 7)
-        top_left = rng.uniform(0.0, 0.85, size=(count, 2))
-        boxes = np.concatenate([top_left, top_left + rng.uniform(0.03, 0.15, size=(count, 2))], axis=1)
-        box_targets, class_targets = encode(np.clip(boxes, 0, 1), rng.integers(1, num_classes + 1, count), anchors)
-        matched = class_targets > 0
-        logits[image, ~matched, 0] = rng.normal(*BACKGROUND_LOGIT, size=(~matched).sum())
-        logits[image, matched, class_targets[matched]] = rng.normal(*MATCHED_LOGIT, size=matched.sum())
-        offsets[image] = box_targets + rng.normal(0, OFFSET_NOISE, size=box_targets.shape)
-        offsets[image, ~matched] = rng.normal(size=((~matched).sum(), 4))
     return logits, offsets
 
 
@@ -70,14 +46,8 @@ def softmax_part(logits) -> list[np.ndarray]:
 
 def median_milliseconds(function, repeat: int) -> tuple[float, float]:
     """Median wall-clock and CPU milliseconds of ``repeat`` calls (after one warm-up call)."""
-    function()
-    wall, cpu = [], []
-    for _ in range(repeat):
-        wall_start, cpu_start = time.perf_counter(), time.process_time()
-        function()
-        wall.append(time.perf_counter() - wall_start)
-        cpu.append(time.process_time() - cpu_start)
-    return float(np.median(wall) * 1e3), float(np.median(cpu) * 1e3)
+    wall, cpu = median_seconds(function, repeat)
+    return wall * 1e3, cpu * 1e3
 
 
 def main() -> None:

@@ -12,29 +12,14 @@ wall-clock figure includes waiting for a core; the CPU-time figure does not.
 from __future__ import annotations
 
 import argparse
-import time
-import timeit
 
 import keras
-import numpy as np
 from keras import ops
 
 from tlutils.anchors import AnchorConfig, generate_anchors
+from tlutils.bench import median_seconds, random_ground_truth
 from tlutils.boxes import iou, to_corners
 from tlutils.encoding import _iou_with_anchors, encode
-
-
-def random_ground_truth(num_boxes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``num_boxes`` random normalized corners (sides 0.02 .. 0.3, sign-sized and larger) and labels."""
-    rng = np.random.default_rng(seed)
-    top_left = rng.uniform(0.0, 0.7, size=(num_boxes, 2))
-    boxes = np.concatenate([top_left, top_left + rng.uniform(0.02, 0.3, size=(num_boxes, 2))], axis=1)
-    return boxes.astype(np.float32), rng.integers(1, 44, size=num_boxes)
-
-
-def median_microseconds(function, number: int, repeat: int, timer=time.perf_counter) -> float:
-    """Median over ``repeat`` runs of the mean time of ``number`` calls, in microseconds."""
-    return float(np.median(timeit.repeat(function, number=number, repeat=repeat, timer=timer)) / number * 1e6)
 
 
 def main() -> None:
@@ -55,10 +40,8 @@ def main() -> None:
     print(f"{args.boxes} ground-truth boxes x {len(anchors)} anchors, backend {keras.backend.backend()}")
     print(f"{'':>32}  {'wall':>8}  {'CPU':>8}  (median us per call; CPU time leaves out waiting for a core)")
     for name, function in timings.items():
-        function()  # warm-up
-        wall = median_microseconds(function, args.number, args.repeat)
-        cpu = median_microseconds(function, args.number, args.repeat, timer=time.process_time)
-        print(f"{name:>32}: {wall:8.1f}  {cpu:8.1f}")
+        wall, cpu = median_seconds(function, args.repeat, number=args.number)
+        print(f"{name:>32}: {wall * 1e6:8.1f}  {cpu * 1e6:8.1f}")
 
 
 if __name__ == "__main__":

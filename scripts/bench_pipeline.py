@@ -2,9 +2,9 @@
 
 Target: at least twice the CPU-profile model's training images/s (SSD-VGG16 width 0.25 at 160 px) on
 one core, so that the input pipeline never makes training wait. The images are sign-world scenes
-rendered in memory (``tlutils.data.synth.render_scene``; random painted boxes if the synth module is
-missing), cached by a :class:`DetectionSequence` like any dataset; the anchors are the model's own
-(``anchor_config_for(build_ssd_vgg16(...))``).
+rendered in memory (``tlutils.data.synth.render_scene``), cached by a :class:`DetectionSequence` like
+any dataset; the anchors are the model's own (``anchor_config_for(build_ssd_vgg16(...))``). The timing
+helpers are ``tlutils.bench``'s; ``tlutils bench`` reports the ``full`` row as ``pipeline_images_per_s``.
 
 Rows, each timed over whole epochs after the sequence is built (the image cache filled):
 
@@ -24,43 +24,20 @@ Usage: ``python scripts/bench_pipeline.py [--sizes 160 300] [--images 64] [--epo
 from __future__ import annotations
 
 import argparse
-import multiprocessing
-import time
-from collections.abc import Callable, Iterator
-from multiprocessing.pool import ThreadPool
+from collections.abc import Callable
 
 import numpy as np
 
-from tlutils.anchors import AnchorConfig, generate_anchors
+from tlutils.anchors import generate_anchors
+from tlutils.bench import images_per_second as timed
+from tlutils.bench import interleaved_steps, sign_world
+from tlutils.bench import pipeline_run as epochs
 from tlutils.data.augment import TRAFFIC_SIGN_MAX_ZOOM, Augmenter
 from tlutils.data.pipeline import DetectionSequence
 from tlutils.encoding import encode
+from tlutils.profiles import PROFILES
 
-CPU_PROFILE_WIDTH = 0.25  # tlutils.profiles.PROFILES["cpu"].width
-
-
-def sign_world(num_images: int, size: int, seed: int = 0) -> tuple[list, str]:
-    """``num_images`` in-memory scenes ``(image, boxes, labels)`` and where they came from."""
-    try:
-        from tlutils.data.synth import render_scene
-    except ImportError:
-        return painted_scenes(num_images, size, seed), "painted boxes (tlutils.data.synth not found)"
-    rng = np.random.default_rng(seed)
-    scenes = [render_scene("belgium", rng, size) for _ in range(num_images)]
-    return [scene for scene in scenes if len(scene[1])] or scenes, "sign world (belgium)"
-
-
-def painted_scenes(num_images: int, size: int, seed: int) -> list:
-    """Random images with 1-6 painted boxes of sign-like sizes (3-20 % of the side)."""
-    rng = np.random.default_rng(seed)
-    scenes = []
-    for _ in range(num_images):
-        image = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
-        count = int(rng.integers(1, 7))
-        top_left = rng.uniform(0, 0.75 * size, size=(count, 2))
-        boxes = np.concatenate([top_left, top_left + rng.uniform(0.03, 0.2, size=(count, 2)) * size], axis=1)
-        scenes.append((image, boxes.astype(np.float32), rng.integers(1, 15, size=count)))
-    return scenes
+CPU_PROFILE_WIDTH = PROFILES["cpu"].width
 
 
 def model_anchors(size: int, num_classes: int) -> tuple[np.ndarray, object]:
@@ -69,54 +46,6 @@ def model_anchors(size: int, num_classes: int) -> tuple[np.ndarray, object]:
 
     model = build_ssd_vgg16(num_classes, input_size=size, width=CPU_PROFILE_WIDTH)
     return generate_anchors(anchor_config_for(model)), model
-
-
-def timed(run: Callable[[], int]) -> tuple[float, float]:
-    """(images per wall-clock second, images per CPU second of this process) of ``run()``."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    count = run()
-    return count / (time.perf_counter() - wall), count / max(time.process_time() - cpu, 1e-9)
-
-
-def epochs(
-    sequence: DetectionSequence, num_epochs: int, workers: int = 0, processes: bool = False
-) -> Callable[[], int]:
-    """A run over ``num_epochs`` whole epochs; returns the number of images.
-
-    With ``workers``, batches are built by a thread pool, or (``processes``) by a process pool started
-    afresh each epoch with the sequence inherited by fork: what Keras' ``OrderedEnqueuer`` does.
-    """
-
-    def batches() -> Iterator:
-        indices = range(len(sequence))
-        if not workers:
-            yield from (sequence[index] for index in indices)
-        elif processes:
-            with multiprocessing.get_context("fork").Pool(workers, _share, (sequence,)) as pool:
-                yield from pool.imap(_shared_batch, indices)
-        else:
-            with ThreadPool(workers) as pool:
-                yield from pool.imap(sequence.__getitem__, indices)
-
-    def run() -> int:
-        count = 0
-        for _ in range(num_epochs):
-            count += sum(len(images) for images, _ in batches())
-            sequence.on_epoch_end()
-        return count
-
-    return run
-
-
-_SHARED: dict[str, DetectionSequence] = {}
-
-
-def _share(sequence: DetectionSequence) -> None:
-    _SHARED["sequence"] = sequence
-
-
-def _shared_batch(index: int):
-    return _SHARED["sequence"][index]
 
 
 def augment_only(sequence: DetectionSequence, num_epochs: int) -> Callable[[], int]:
@@ -140,15 +69,10 @@ def encode_only(samples: list, anchors: np.ndarray, size: int, num_epochs: int) 
 
 
 def bench_size(size: int, args: argparse.Namespace) -> None:
-    scenes, source = sign_world(args.images, size)
-    try:
-        anchors, model = model_anchors(size, num_classes=14)
-        anchor_source = f"SSD-VGG16 width {CPU_PROFILE_WIDTH}"
-    except ImportError:  # the model module is not there
-        anchors, model = generate_anchors(AnchorConfig.ssd300()), None
-        anchor_source = "SSD300's, tlutils.model not found"
-    print(f"\n{size} px: {len(scenes)} images of {source}, {len(anchors)} anchors ({anchor_source}), "
-          f"batch {args.batch_size}")
+    scenes = sign_world(args.images, size)
+    anchors, model = model_anchors(size, num_classes=14)
+    print(f"\n{size} px: {len(scenes)} images of the sign world (belgium), {len(anchors)} anchors "
+          f"(SSD-VGG16 width {CPU_PROFILE_WIDTH}), batch {args.batch_size}")
 
     def sequence(augmenter: Augmenter | None, **kwargs) -> DetectionSequence:
         return DetectionSequence(scenes, anchors, None, batch_size=args.batch_size, augmenter=augmenter,
@@ -167,7 +91,7 @@ def bench_size(size: int, args: argparse.Namespace) -> None:
     for workers in args.workers:
         rows[f"threads {workers}"] = timed(epochs(sequence(full), args.epochs, workers))
         rows[f"processes {workers}"] = timed(epochs(sequence(full), args.epochs, workers, processes=True))
-    if args.model and model is not None:
+    if args.model:
         rows["model train step"] = train_speed(model, sequence(full), args)
     print(f"{'':>22} {'images/s':>9} {'per CPU s':>10}")
     for name, (wall, cpu) in rows.items():
@@ -178,7 +102,7 @@ def bench_size(size: int, args: argparse.Namespace) -> None:
 
 
 def train_speed(model, sequence: DetectionSequence, args: argparse.Namespace) -> tuple[float, float]:
-    """Training images/s of ``model`` with ``SSDTrainer`` on batches built beforehand."""
+    """Training images/s of ``model`` with ``SSDTrainer`` on one batch built beforehand (median step)."""
     import keras
 
     from tlutils.training import SSDTrainer
@@ -186,13 +110,9 @@ def train_speed(model, sequence: DetectionSequence, args: argparse.Namespace) ->
     images, targets = sequence[0]
     trainer = SSDTrainer(model)
     trainer.compile(optimizer=keras.optimizers.SGD(1e-3, momentum=0.9))
-    trainer.fit(images, targets, batch_size=len(images), epochs=1, verbose=0)  # compile the step
     steps = args.model_steps
-    stacked = np.concatenate([images] * steps)
-    stacked_targets = {key: np.concatenate([value] * steps) for key, value in targets.items()}
-    wall = time.perf_counter()
-    trainer.fit(stacked, stacked_targets, batch_size=len(images), epochs=1, verbose=0, shuffle=False)
-    return len(stacked) / (time.perf_counter() - wall), float("nan")
+    timing = interleaved_steps({"train": lambda: trainer.train_on_batch(images, targets)}, 1, steps, 0.0, steps)
+    return len(images) / timing["train"]["seconds"], float("nan")
 
 
 def main() -> None:
