@@ -8,7 +8,7 @@ Boxes passed to the drawing helpers are corners ``(xmin, ymin, xmax, ymax)``, in
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -44,19 +44,8 @@ def draw_boxes(
     if normalized:
         height, width = np.asarray(image).shape[:2]
         boxes = boxes * np.array([width, height, width, height])
-    for index, (xmin, ymin, xmax, ymax) in enumerate(boxes):
-        ax.add_patch(_rectangle(xmin, ymin, xmax, ymax, color))
-        caption = _caption(index, labels, class_names, scores)
-        if caption:
-            ax.text(xmin, ymin - 1, caption, color="black", fontsize=6, va="bottom",
-                    bbox=dict(facecolor=color, alpha=0.7, pad=1, linewidth=0))
+    _add_boxes(ax, boxes, [_caption(index, labels, class_names, scores) for index in range(len(boxes))], color)
     ax.set_axis_off()
-
-
-def _rectangle(xmin: float, ymin: float, xmax: float, ymax: float, color: str):
-    from matplotlib.patches import Rectangle
-
-    return Rectangle((xmin, ymin), xmax - xmin, ymax - ymin, fill=False, edgecolor=color, linewidth=1.2)
 
 
 def _caption(index: int, labels, class_names, scores) -> str:
@@ -67,3 +56,238 @@ def _caption(index: int, labels, class_names, scores) -> str:
     if scores is not None:
         parts.append(f"{float(scores[index]):.2f}")
     return " ".join(parts)
+
+
+# ------------------------------------------------------------------------------------------------
+# Course figures: one function per figure kind of the notebooks. Each returns a pyplot figure (shown
+# inline by Jupyter at the end of the cell); save it with ``save_figure``. Heavy imports (seaborn,
+# keras, the model and data modules) happen inside the functions, so importing this module stays cheap.
+# ------------------------------------------------------------------------------------------------
+
+#: Box colour of a box without a superclass (the others: ``tlutils.data.synth.SUPERCLASS_COLOURS``).
+UNKNOWN_COLOR = "#999999"
+#: Order of the transfer strategies in legends and tables (``tlutils.transfer``), scratch first.
+STRATEGY_ORDER = ("scratch", "imagenet", "freeze:block1", "freeze:block2", "freeze:block3", "freeze:block4",
+                  "freeze:block5", "freeze:fc", "freeze:extras", "finetune", "two_stage", "head_only")
+
+
+def course_figures_dir(profile: str) -> Path:
+    """Where a notebook run on ``profile`` saves its figures.
+
+    ``figures/`` (committed, embedded by the README) for the ``cpu`` and ``gpu`` profiles;
+    ``runs/ci/figures/`` for ``ci``, whose tiny runs must never overwrite the committed figures.
+    """
+    from tlutils.paths import runs_dir
+
+    if profile == "ci":
+        path = runs_dir(profile) / "figures"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return figures_dir()
+
+
+def _subplots(num_panels: int, columns: int, panel_width: float, panel_height: float):
+    """``(figure, flat list of axes)`` for a grid of ``num_panels`` (unused axes hidden)."""
+    import matplotlib.pyplot as plt
+
+    columns = max(1, min(columns, num_panels))
+    rows = -(-num_panels // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(panel_width * columns, panel_height * rows),
+                                squeeze=False, layout="constrained")
+    axes = list(axes.flat)
+    for axis in axes[num_panels:]:
+        axis.set_visible(False)
+    return figure, axes[:num_panels]
+
+
+def _add_boxes(ax, boxes: np.ndarray, captions: Sequence[str] | None, color: str, linestyle: str = "-") -> None:
+    """Draw pixel corners ``boxes`` (K, 4) on ``ax`` with optional captions above them."""
+    from matplotlib.patches import Rectangle
+
+    for index, (xmin, ymin, xmax, ymax) in enumerate(np.asarray(boxes, dtype=float).reshape(-1, 4)):
+        ax.add_patch(Rectangle((xmin, ymin), xmax - xmin, ymax - ymin, fill=False, edgecolor=color,
+                               linewidth=1.2, linestyle=linestyle))
+        if captions is not None and captions[index]:
+            ax.text(xmin, ymin - 1, captions[index], color="black", fontsize=6, va="bottom", clip_on=True,
+                    bbox=dict(facecolor=color, alpha=0.7, pad=1, linewidth=0))
+
+
+def show_records(records: Sequence[Any], columns: int = 4, panel_size: float = 3.0, captions: bool = True):
+    """Images of ``records`` (``DetectionRecord`` s) with their boxes, coloured by superclass.
+
+    Boxes are the records' pixel corners, captioned with their class names (``captions=False``: no
+    text). Each panel is titled with the image file name and its number of boxes.
+    """
+    from tlutils.data.records import load_image
+    from tlutils.data.synth import SUPERCLASS_COLOURS
+
+    records = list(records)
+    if not records:
+        raise ValueError("show_records needs at least one record")
+    aspect = records[0].height / records[0].width
+    figure, axes = _subplots(len(records), columns, panel_size, panel_size * aspect + 0.3)
+    for ax, record in zip(axes, records):
+        ax.imshow(load_image(record))
+        for index, box in enumerate(record.boxes):
+            color = SUPERCLASS_COLOURS.get(record.superclasses[index], UNKNOWN_COLOR)
+            _add_boxes(ax, box[None], [record.class_names[index]] if captions else None, color)
+        boxes = "1 box" if record.num_boxes == 1 else f"{record.num_boxes} boxes"
+        ax.set_title(f"{Path(record.image_path).name}: {boxes}", fontsize=8)
+        ax.set_axis_off()
+    return figure
+
+
+def box_table(datasets: Mapping[str, Any]) -> Any:
+    """One row per box of every dataset: a ``pandas.DataFrame`` for box statistics.
+
+    Args:
+        datasets: name -> ``DetectionDataset`` (or any sequence of ``DetectionRecord``).
+
+    Returns:
+        Columns ``dataset``, ``image`` (index in its dataset), ``class_name``, ``superclass``,
+        ``width_px``, ``height_px``, ``side_px`` (``sqrt(width * height)``), ``relative_side``
+        (``side_px`` over the image's ``sqrt(W * H)``: the box's size once the image is warped to any
+        square model input) and ``aspect`` (width / height).
+    """
+    import pandas as pd
+
+    frames = []
+    for name, dataset in datasets.items():
+        for index, record in enumerate(dataset):
+            if record.num_boxes == 0:
+                continue
+            width = record.boxes[:, 2] - record.boxes[:, 0]
+            height = record.boxes[:, 3] - record.boxes[:, 1]
+            side = np.sqrt(width * height)
+            frames.append(pd.DataFrame({
+                "dataset": name, "image": index, "class_name": record.class_names,
+                "superclass": [s or "unknown" for s in record.superclasses],
+                "width_px": width, "height_px": height, "side_px": side,
+                "relative_side": side / np.sqrt(record.width * record.height), "aspect": width / height,
+            }))
+    columns = ["dataset", "image", "class_name", "superclass", "width_px", "height_px", "side_px",
+               "relative_side", "aspect"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def plot_box_statistics(datasets: Mapping[str, Any]):
+    """Three panels per dataset: box side in pixels, box side relative to the image, boxes per image."""
+    import pandas as pd
+    import seaborn as sns
+
+    table = box_table(datasets)
+    per_image = pd.DataFrame([{"dataset": name, "boxes": record.num_boxes}
+                              for name, dataset in datasets.items() for record in dataset])
+    order = list(datasets)
+    figure, axes = _subplots(3, 3, 4.6, 3.6)
+    sns.boxplot(data=table, x="side_px", y="dataset", order=order, ax=axes[0], fliersize=1.5, log_scale=True)
+    axes[0].set(title="box side sqrt(w h), pixels of the image", xlabel="pixels (log scale)", ylabel="")
+    sns.boxplot(data=table, x="relative_side", y="dataset", order=order, ax=axes[1], fliersize=1.5,
+                log_scale=True)
+    axes[1].set(title="box side / image side", xlabel="fraction (log scale)", ylabel="")
+    sns.histplot(data=per_image, x="boxes", hue="dataset", hue_order=order, stat="probability",
+                 common_norm=False, discrete=True, multiple="dodge", shrink=0.85, ax=axes[2])
+    axes[2].set(title="boxes per image", xlabel="boxes in the image", ylabel="share of images")
+    return figure
+
+
+def plot_anchors(image: np.ndarray, config: Any, max_grid_points: int = 400):
+    """One panel per prediction layer: the default boxes of the cell at the image centre and the cell grid.
+
+    Args:
+        image: ``(S, S, 3)`` uint8, the model's input (``S = config.image_size``).
+        config: a ``tlutils.anchors.AnchorConfig``.
+        max_grid_points: cell centres are drawn as dots when the layer has at most this many cells.
+    """
+    from keras import ops
+
+    from tlutils.anchors import generate_anchors
+    from tlutils.boxes import to_corners
+
+    anchors = generate_anchors(config)
+    size = config.image_size
+    figure, axes = _subplots(len(config.feature_map_sizes), 3, 3.2, 3.4)
+    start = 0
+    for layer, (ax, cells, boxes) in enumerate(zip(axes, config.feature_map_sizes, config.boxes_per_cell)):
+        layer_anchors = anchors[start : start + cells * cells * boxes].reshape(cells, cells, boxes, 4)
+        start += cells * cells * boxes
+        centre = cells // 2
+        corners = ops.convert_to_numpy(to_corners(layer_anchors[centre, centre])) * size
+        ax.imshow(np.asarray(image).astype(np.uint8))
+        if cells * cells <= max_grid_points:
+            grid = layer_anchors[:, :, 0, :2].reshape(-1, 2) * size
+            ax.scatter(grid[:, 0], grid[:, 1], s=2, c="white")
+        _add_boxes(ax, corners, None, "yellow")
+        ax.set_xlim(-0.25 * size, 1.25 * size)
+        ax.set_ylim(1.25 * size, -0.25 * size)
+        ax.set_title(f"layer {layer}: {cells}x{cells} cells, {boxes} boxes/cell\nscale {config.scales[layer]:.2f}",
+                     fontsize=8)
+        ax.set_axis_off()
+    return figure
+
+
+def plot_parameters_per_block(summary: Any):
+    """Stacked horizontal bars of trainable and frozen parameters per block (``trainable_summary``)."""
+    import matplotlib.pyplot as plt
+
+    figure, ax = plt.subplots(figsize=(6.5, 3.2), layout="constrained")
+    blocks = list(summary["block"])[::-1]
+    trainable = np.asarray(summary["trainable"], dtype=float)[::-1] / 1e6
+    frozen = np.asarray(summary["frozen"], dtype=float)[::-1] / 1e6
+    ax.barh(blocks, trainable, color="#377eb8", label="trainable")
+    ax.barh(blocks, frozen, left=trainable, color="#bbbbbb", label="frozen")
+    ax.set(xlabel="parameters (millions)", title="parameters per block")
+    ax.legend(loc="lower right")
+    return figure
+
+
+def plot_feature_maps(model: Any, image: np.ndarray, layer_names: Sequence[str], channels: int = 4):
+    """For each layer in ``layer_names`` (rows): ``channels`` of its feature maps on ``image`` (columns).
+
+    The first panel of a row is the mean over all channels; titles give the map's shape.
+    """
+    import keras
+
+    probe = keras.Model(model.input, [model.get_layer(name).output for name in layer_names])
+    outputs = probe(np.asarray(image, dtype=np.float32)[None], training=False)
+    outputs = outputs if len(layer_names) > 1 else [outputs]
+    outputs = [keras.ops.convert_to_numpy(output)[0] for output in outputs]
+    figure, axes = _subplots(len(layer_names) * (channels + 1), channels + 1, 1.7, 1.8)
+    for row, (name, maps) in enumerate(zip(layer_names, outputs)):
+        panels = [maps.mean(axis=-1)] + [maps[..., c] for c in range(min(channels, maps.shape[-1]))]
+        for column, panel in enumerate(panels):
+            ax = axes[row * (channels + 1) + column]
+            ax.imshow(panel, cmap="viridis")
+            ax.set_axis_off()
+            shape = "x".join(str(size) for size in maps.shape)
+            ax.set_title(f"{name} {shape}\nmean" if column == 0 else f"channel {column - 1}", fontsize=7)
+    return figure
+
+
+def plot_matched_anchors(image: np.ndarray, gt_boxes: np.ndarray, anchors: np.ndarray, class_targets: np.ndarray):
+    """The result of matching on one image: ground truth (lime), positive anchors (yellow), ignored (grey).
+
+    Args:
+        image: ``(S, S, 3)`` the model's input.
+        gt_boxes: ``(G, 4)`` normalized corners.
+        anchors: ``(A, 4)`` normalized centroids (``generate_anchors``).
+        class_targets: ``(A,)`` from ``tlutils.encoding.encode``: ``> 0`` positive, ``-1`` ignored.
+    """
+    import matplotlib.pyplot as plt
+    from keras import ops
+
+    from tlutils.boxes import to_corners
+
+    height, width = np.asarray(image).shape[:2]
+    scale = np.array([width, height, width, height], dtype=float)
+    corners = ops.convert_to_numpy(to_corners(np.asarray(anchors, dtype=np.float32))) * scale
+    class_targets = np.asarray(class_targets)
+    figure, ax = plt.subplots(figsize=(5, 5), layout="constrained")
+    ax.imshow(np.asarray(image).astype(np.uint8))
+    _add_boxes(ax, corners[class_targets == -1], None, "#bbbbbb", linestyle=":")
+    _add_boxes(ax, corners[class_targets > 0], None, "yellow")
+    _add_boxes(ax, np.asarray(gt_boxes, dtype=float) * scale, None, "lime")
+    ax.set_title(f"{int((class_targets > 0).sum())} positive anchors (yellow), "
+                 f"{int((class_targets == -1).sum())} ignored (dotted)", fontsize=9)
+    ax.set_axis_off()
+    return figure

@@ -1,0 +1,172 @@
+"""Structure of the course notebooks (fast: nothing is executed; ``make test-notebooks`` runs them).
+
+Every notebook is built by ``scripts/make_notebooks.py`` from ``scripts/notebooks/NN_*.py`` and must:
+have a title, a "What you will learn" cell, the shared setup cell, exactly one ``parameters`` cell
+with ``PROFILE``, a summary and exercises; keep its logic in ``tlutils`` (no ``def`` / ``class``, only
+``tlutils`` and standard scientific imports); share no code cell with another notebook; be committed
+without outputs; and save figures under names that start with its number.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import re
+import sys
+from collections import defaultdict
+
+import nbformat
+import pytest
+
+from conftest import REPO_ROOT
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+EXPECTED = ("01_data", "02_ssd_vgg16", "03_anchors_loss_decoding", "04_source_detector", "05_transfer_study",
+            "06_loss_curve_diagnosis", "07_interactive_explorer")
+#: Top-level modules a notebook may import besides the standard library.
+ALLOWED_IMPORTS = {"tlutils", "numpy", "pandas", "matplotlib", "seaborn", "keras", "IPython", "ipywidgets", "PIL"}
+#: Code cells longer than this many non-empty lines must not appear in two notebooks.
+MAX_SHARED_LINES = 3
+#: At most this many code cells in a row without a markdown cell motivating them.
+MAX_CODE_RUN = 3
+MAX_CODE_LINES = 25
+#: What a ``# NBVAL_CHECK_OUTPUT`` cell must not do: its output has to be identical on every run.
+NONDETERMINISTIC = re.compile(r"\b(run|sweep|fit|perf_counter|time\.time)\(|epoch_seconds|images_per_s")
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("make_notebooks", REPO_ROOT / "scripts" / "make_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("make_notebooks", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _read(path):
+    return nbformat.read(path, as_version=4)
+
+
+def _code_cells(notebook):
+    return [cell for cell in notebook.cells if cell.cell_type == "code"]
+
+
+def _tags(cell) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+def _python(source: str) -> str:
+    """Cell source with IPython's ``!`` and ``%`` lines turned into ``pass``, parseable by ``ast``."""
+    lines = source.splitlines()
+    return "\n".join(line[: len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith(("!", "%")) else line
+                     for line in lines)
+
+
+def _headings(notebook) -> list[str]:
+    return [line.lstrip("#").strip().lower() for cell in notebook.cells if cell.cell_type == "markdown"
+            for line in cell.source.splitlines() if line.startswith("#")]
+
+
+ids = [path.stem for path in NOTEBOOKS]
+
+
+def test_every_planned_notebook_exists_and_nothing_else():
+    present = [name for name in EXPECTED if (NOTEBOOK_DIR / f"{name}.ipynb").exists()]
+    assert [path.stem for path in NOTEBOOKS] == present, f"notebooks not in the course plan: {EXPECTED}"
+    assert NOTEBOOKS, "no notebooks in notebooks/"
+
+
+def test_notebooks_are_what_their_sources_generate():
+    generator = _generator()
+    sources = {path.stem for path in generator.sources()}
+    assert sources == {path.stem for path in NOTEBOOKS}, "every notebook has a source and vice versa"
+    for source in generator.sources():
+        expected = generator.notebook_text(generator.build_notebook(source))
+        actual = (NOTEBOOK_DIR / f"{source.stem}.ipynb").read_text(encoding="utf-8")
+        assert actual == expected, f"{source.stem}.ipynb is stale: run python scripts/make_notebooks.py"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_structure(path):
+    notebook = _read(path)
+    first = notebook.cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith(f"# {path.stem[:2]} "), "title cell first"
+    headings = _headings(notebook)
+    for wanted in ("what you will learn", "summary", "exercises"):
+        assert wanted in headings, f"no '## {wanted.capitalize()}' heading"
+    assert headings.index("what you will learn") < headings.index("summary") < headings.index("exercises")
+    setup = [cell for cell in notebook.cells if "setup" in _tags(cell)]
+    assert len(setup) == 1 and setup[0].source == _generator().SETUP_CELL
+    assert "REPO_URL" in setup[0].source and "google.colab" in setup[0].source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_exactly_one_parameters_cell_with_uppercase_knobs(path):
+    cells = [cell for cell in _read(path).cells if "parameters" in _tags(cell)]
+    assert len(cells) == 1, "exactly one cell tagged 'parameters'"
+    tree = ast.parse(cells[0].source)
+    names = [target.id for node in tree.body if isinstance(node, ast.Assign) for target in node.targets]
+    assert names and names[0] == "PROFILE" and 'PROFILE = "cpu"' in cells[0].source
+    assert all(name.isupper() for name in names), f"knobs must be UPPERCASE: {names}"
+    assert all(isinstance(node, ast.Assign) for node in tree.body), "only assignments in the parameters cell"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_committed_without_outputs(path):
+    for cell in _code_cells(_read(path)):
+        assert cell.outputs == [] and cell.execution_count is None
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_logic_lives_in_tlutils(path):
+    for cell in _code_cells(_read(path)):
+        tree = ast.parse(_python(cell.source))
+        defined = [node for node in ast.walk(tree)
+                   if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+        assert not defined, f"define functions and classes in tlutils, not in a notebook:\n{cell.source}"
+        for node in ast.walk(tree):
+            modules = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                       else [node.module] if isinstance(node, ast.ImportFrom) else [])
+            for module in modules:
+                top = module.split(".")[0]
+                assert top in ALLOWED_IMPORTS or top in sys.stdlib_module_names, f"import of {module!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_markdown_motivates_short_code_cells(path):
+    run = 0
+    for cell in _read(path).cells:
+        run = run + 1 if cell.cell_type == "code" else 0
+        assert run <= MAX_CODE_RUN, f"more than {MAX_CODE_RUN} code cells in a row before:\n{cell.source[:200]}"
+        if cell.cell_type == "code":
+            lines = [line for line in cell.source.splitlines() if line.strip()]
+            assert len(lines) <= MAX_CODE_LINES, f"a code cell of {len(lines)} lines:\n{cell.source[:200]}"
+
+
+def test_no_code_cell_is_shared_between_notebooks():
+    seen = defaultdict(set)
+    for path in NOTEBOOKS:
+        for cell in _code_cells(_read(path)):
+            lines = [line.strip() for line in cell.source.splitlines() if line.strip()]
+            if "setup" not in _tags(cell) and len(lines) > MAX_SHARED_LINES:
+                seen["\n".join(lines)].add(path.stem)
+    shared = {source: names for source, names in seen.items() if len(names) > 1}
+    assert not shared, f"code cells copied between notebooks (move the code into tlutils): {shared}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_figures_have_stable_names_of_their_notebook(path):
+    names = []
+    for cell in _code_cells(_read(path)):
+        names += re.findall(r"save_figure\([^,]+,\s*\"([^\"]+)\"", cell.source)
+        names += re.findall(r"FIGURES / \"([^\"]+)\.png\"", cell.source)
+    for name in names:
+        assert re.fullmatch(rf"{path.stem[:2]}_[a-z0-9_]+", name), f"figure name {name!r}"
+    assert len(names) == len(set(names)), "a figure name used twice"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_checked_outputs_are_deterministic_cells(path):
+    for cell in _code_cells(_read(path)):
+        if "NBVAL_CHECK_OUTPUT" in cell.source:
+            assert not NONDETERMINISTIC.search(cell.source), f"a checked cell that trains or times:\n{cell.source}"
