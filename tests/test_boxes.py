@@ -41,3 +41,12 @@ def test_iou_identities(rng):
 def test_iou_of_degenerate_boxes_is_zero():
     point = np.array([[0.3, 0.3, 0.3, 0.3]])
     assert ops.convert_to_numpy(iou(point, point))[0, 0] == 0.0
+
+
+def test_numpy_iou_equals_keras_ops_iou(rng):
+    from tlutils.boxes import iou_numpy
+
+    top_left = rng.uniform(0, 0.6, size=(15, 2))
+    a = np.concatenate([top_left, top_left + rng.uniform(0.0, 0.4, size=(15, 2))], axis=1).astype("float32")
+    b = a[::-1] + 0.05
+    np.testing.assert_allclose(iou_numpy(a[:, None], b[None]), ops.convert_to_numpy(iou(a, b)), atol=1e-6)

@@ -6,7 +6,8 @@ from keras import ops
 
 from tlutils.anchors import AnchorConfig, generate_anchors
 from tlutils.boxes import iou
-from tlutils.decoding import batched_nms, decode_detections, iou_numpy
+from tlutils.boxes import iou_numpy
+from tlutils.decoding import batched_nms, decode_detections
 from tlutils.encoding import decode_boxes, encode
 
 pytestmark = pytest.mark.core

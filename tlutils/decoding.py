@@ -40,6 +40,7 @@ from typing import Any, Sequence
 import numpy as np
 from keras import ops
 
+from tlutils.boxes import iou_numpy
 from tlutils.encoding import VARIANCES, decode_boxes
 
 Tensor = Any  # a NumPy array or a backend tensor
@@ -61,30 +62,6 @@ PAIR_MARGIN = 1e-6
 DECODE_BUCKET = 1024
 #: The first candidate pass of an image covers ``CANDIDATE_FACTOR * top_k`` candidates (see step 1).
 CANDIDATE_FACTOR = 2
-
-
-def area_numpy(boxes: np.ndarray) -> np.ndarray:
-    """Area of corners boxes ``(..., 4) -> (...)``; inverted boxes count as 0 (NumPy ``tlutils.boxes.area``)."""
-    return np.maximum(boxes[..., 2] - boxes[..., 0], 0) * np.maximum(boxes[..., 3] - boxes[..., 1], 0)
-
-
-def intersection_numpy(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """Intersection area of corners boxes, broadcasting ``(..., 4)`` with ``(..., 4)`` -> ``(...)``."""
-    width = np.minimum(boxes_a[..., 2], boxes_b[..., 2]) - np.maximum(boxes_a[..., 0], boxes_b[..., 0])
-    height = np.minimum(boxes_a[..., 3], boxes_b[..., 3]) - np.maximum(boxes_a[..., 1], boxes_b[..., 1])
-    return np.maximum(width, 0) * np.maximum(height, 0)
-
-
-def iou_numpy(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """IoU of corners boxes, broadcasting ``(..., 4)`` with ``(..., 4)`` -> ``(...)``; 0 for empty unions.
-
-    NumPy counterpart of ``tlutils.boxes.iou`` for post-processing: pairs ``(P, 4), (P, 4) -> (P,)``
-    or a matrix ``a[:, None], b[None] -> (N, M)``. ``tlutils.boxes.iou`` goes through ``keras.ops``,
-    whose dispatch per call costs more than the arithmetic here (and on JAX compiles every new shape).
-    """
-    intersection = intersection_numpy(boxes_a, boxes_b)
-    union = area_numpy(boxes_a) + area_numpy(boxes_b) - intersection
-    return np.where(union > 0, intersection / np.where(union > 0, union, 1), 0)
 
 
 def decode_detections(

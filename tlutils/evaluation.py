@@ -40,7 +40,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from tlutils.decoding import area_numpy, intersection_numpy, iou_numpy
+from tlutils.boxes import area_numpy, intersection_numpy, iou_numpy
 
 #: IoU threshold of a match in Pascal VOC (Everingham et al. 2010, section 4.4) and COCO's AP50.
 IOU_THRESHOLD = 0.5
