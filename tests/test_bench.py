@@ -14,6 +14,7 @@ from tlutils.bench import TABLE_ROWS, forward_flops, layer_macs, run_bench, trai
 NUMBER_KEYS = (
     "train_images_per_s",
     "train_images_per_s_bf16",
+    "train_images_per_cpu_s",
     "backbone_train_images_per_s",
     "backbone_train_images_per_s_bf16",
     "pipeline_images_per_s",
@@ -66,7 +67,7 @@ def test_quick_bench_writes_every_key(tmp_path, capsys):
     report = json.loads(out.read_text())
 
     machine = report["machine"]
-    for key in ("matmul_gflops", "matmul_gflops_bf16", "cores"):
+    for key in ("matmul_gflops", "matmul_gflops_bf16", "matmul_gflops_per_cpu_s", "cores"):
         assert math.isfinite(machine[key]) and machine[key] > 0, key
     assert len(machine["load_average_start"]) == len(machine["load_average_end"]) == 3
     assert report["configurations"]
@@ -77,8 +78,9 @@ def test_quick_bench_writes_every_key(tmp_path, capsys):
         assert result["outputs_float32_bf16"], "under mixed_bfloat16 the detector's outputs must be float32"
         peer = result["peer_torchvision_train_images_per_s"]
         assert (peer is not None and math.isfinite(peer) and peer > 0) or result["peer_note"], name
-        assert math.isfinite(result["ratios"]["fraction_of_matmul"])
+        for key in ("ssd_overhead", "ssd_overhead_cpu", "fraction_of_matmul", "fraction_of_matmul_cpu"):
+            assert math.isfinite(result["ratios"][key]), key
 
     table = capsys.readouterr().out
-    for _, label, _ in TABLE_ROWS:
-        assert label in table
+    for row in TABLE_ROWS:
+        assert row[2] in table
