@@ -20,6 +20,7 @@ from tlutils.anchors import AnchorConfig, generate_anchors
 from tlutils.model import (
     FREEZE_POINTS,
     IMAGENET_MEAN_RGB,
+    AtrousConv2D,
     ImagePreprocessing,
     L2Normalization,
     block_of,
@@ -108,6 +109,7 @@ def test_ssd_layers_follow_the_paper(ssd300):
     assert ssd300.get_layer("conv10_2").padding == ssd300.get_layer("conv11_2").padding == "valid"
     pool5 = ssd300.get_layer("block5_pool")
     assert (tuple(pool5.pool_size), tuple(pool5.strides), pool5.padding) == ((3, 3), (1, 1), "same")
+    assert isinstance(ssd300.get_layer("fc6"), AtrousConv2D)
     norm = ssd300.get_layer("conv4_3_norm")
     assert isinstance(norm, L2Normalization) and np.array_equal(np.asarray(norm.scale), np.full(512, 20.0))
 
@@ -200,6 +202,27 @@ def test_l2_normalization_scales_every_location_to_norm_20():
 
 
 @pytest.mark.core
+@pytest.mark.parametrize(
+    "size, dilation, padding",
+    [(10, 6, "same"), (5, 6, "same"), (4, 6, "same"), (9, 2, "same"), (15, 6, "valid"), (6, 1, "same")],
+)
+def test_atrous_conv_equals_keras_conv2d(rng, size, dilation, padding):
+    """Same weights, same outputs (up to float rounding) as Conv2D, also where taps fall off the map."""
+    features = rng.normal(size=(2, size, size, 5)).astype("float32")
+    reference = keras.layers.Conv2D(7, 3, padding=padding, dilation_rate=dilation, activation="relu")
+    atrous = AtrousConv2D(7, 3, padding=padding, dilation_rate=dilation, activation="relu")
+    for layer in (reference, atrous):
+        layer.build(features.shape)
+    atrous.set_weights([rng.normal(size=(3, 3, 5, 7)).astype("float32"), rng.normal(size=7).astype("float32")])
+    reference.set_weights(atrous.get_weights())
+    expected = np.asarray(reference(features))
+    out_size = size - 2 * dilation if padding == "valid" else size
+    assert expected.shape == (2, out_size, out_size, 7)
+    assert np.allclose(np.asarray(atrous(features)), expected, rtol=1e-5, atol=1e-5)
+    assert AtrousConv2D.from_config(atrous.get_config()).get_config() == atrous.get_config()
+
+
+@pytest.mark.core
 def test_forward_pass_outputs_finite_logits_and_offsets(rng):
     model = build_ssd_vgg16(2, input_size=64, **TINY)
     outputs = model(_images(rng, 64))
@@ -243,11 +266,22 @@ def test_mixed_precision_keeps_outputs_and_normalization_in_float32(mixed_bfloat
 # --- backbone weights ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("suffix", [".weights.h5", ".keras"])
+def _save_legacy_h5_weights(model: keras.Model, path) -> None:
+    """Weights in Keras 2's HDF5 layout, the format of the ImageNet ``..._notop.h5`` Keras downloads."""
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    with h5py.File(path, "w") as file:
+        legacy_h5_format.save_weights_to_hdf5_group(file, model)
+
+
+@pytest.mark.parametrize("suffix", [".weights.h5", ".keras", ".h5"])
 def test_local_vgg16_weights_reproduce_its_conv5_3_outputs(tmp_path, rng, keras_vgg16, suffix):
     path = tmp_path / f"vgg16_notop{suffix}"
     if suffix == ".keras":
         keras_vgg16.save(path)
+    elif suffix == ".h5":
+        _save_legacy_h5_weights(keras_vgg16, path)
     else:
         keras_vgg16.save_weights(path)
     ssd = build_ssd_vgg16(2, input_size=64, backbone_weights=path)

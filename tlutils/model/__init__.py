@@ -16,6 +16,7 @@ from tlutils.model.layers import (
     CONV4_3_NORM_SCALE,
     IMAGENET_MEAN_RGB,
     PREPROCESSING_MODES,
+    AtrousConv2D,
     ImagePreprocessing,
     L2Normalization,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "LAYERS_BY_BLOCK",
     "PREDICTION_LAYERS",
     "PREPROCESSING_MODES",
+    "AtrousConv2D",
     "ImagePreprocessing",
     "L2Normalization",
     "TransferReport",

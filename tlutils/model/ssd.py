@@ -27,7 +27,7 @@ import keras
 from keras import layers, ops
 
 from tlutils.anchors import AnchorConfig
-from tlutils.model.layers import PREPROCESSING_MODES, ImagePreprocessing, L2Normalization
+from tlutils.model.layers import PREPROCESSING_MODES, AtrousConv2D, ImagePreprocessing, L2Normalization
 
 # He et al. 2015 initialization for the ReLU convolutions (variance 2 / fan_in, as ssd_keras's
 # he_normal); the uniform variant because JAX compiles a truncated normal per kernel shape (~1 s each).
@@ -192,7 +192,8 @@ def _conv(x: Any, spec: ConvSpec, width: float, regularizer: Any) -> Any:
     padding = spec.padding
     if padding == "valid" and min(x.shape[1], x.shape[2]) < spec.kernel_size:
         padding = "same"  # the map is too small for a valid conv: keep it (e.g. 1x1 -> 1x1)
-    return layers.Conv2D(
+    conv_class = AtrousConv2D if spec.dilation_rate > 1 else layers.Conv2D  # same weights, faster op
+    return conv_class(
         scaled_channels(spec.filters, width),
         spec.kernel_size,
         strides=spec.strides,
