@@ -605,6 +605,7 @@ def machine_info() -> dict[str, Any]:
             elif line.startswith("flags"):
                 flags = set(line.split(":", 1)[1].split())
     return {
+        "git": _git_version(),
         "cpu": model_name,
         "cores": os.cpu_count(),
         "avx512_bf16": "avx512_bf16" in flags,
@@ -615,6 +616,16 @@ def machine_info() -> dict[str, Any]:
         "backend": keras.backend.backend(),
         "numpy": np.__version__,
     }
+
+
+def _git_version() -> str | None:
+    """``git describe --always --dirty`` of the checkout this module runs from (None outside git)."""
+    try:
+        done = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
+                              timeout=10, cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None
 
 
 def _peer_missing() -> str | None:
@@ -760,7 +771,7 @@ def format_table(report: dict[str, Any]) -> str:
         f"({machine['matmul_gflops_per_cpu_s']:.0f} per CPU s), {machine['matmul_gflops_bf16']:.0f} bf16 "
         f"({machine['matmul_gflops_bf16_per_cpu_s']:.0f} per CPU s)",
         f"load average at start {machine['load_average_start']}, at end {machine['load_average_end']}; "
-        f"{machine['backend']} backend, keras {machine['keras']}",
+        f"{machine['backend']} backend, keras {machine['keras']}; code {machine['git']}",
     ]
     lines += [f"peer ({c['name']}): {c['peer_note']}" for c in configs if c.get("peer_note")]
     return "\n".join(lines)
