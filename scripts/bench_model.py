@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from tlutils.bench import interleaved_steps, layer_macs
 from tlutils.model import FREEZE_POINTS, PREDICTION_LAYERS, block_of, build_ssd_vgg16
 from tlutils.training import SSDTrainer
 
@@ -68,9 +69,7 @@ def conv_macs(model: keras.Model) -> dict[str, int]:
     macs = dict.fromkeys(FREEZE_POINTS, 0)
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2D):
-            _, height, width, channels_out = layer.output.shape
-            kernel_height, kernel_width, channels_in, _ = layer.kernel.shape
-            macs[block_of(layer.name)] += height * width * kernel_height * kernel_width * channels_in * channels_out
+            macs[block_of(layer.name)] += layer_macs(layer)
     return macs
 
 
@@ -84,18 +83,14 @@ def random_targets(rng: np.random.Generator, batch_size: int, num_anchors: int, 
 
 
 def time_steps(models: dict[str, tuple], images: np.ndarray, steps: int) -> dict[str, tuple[float, float]]:
-    """Per model ``(fastest wall-clock, median CPU seconds)`` of ``steps`` training steps."""
-    for model, targets in models.values():
-        model.train_on_batch(images, targets)  # warm-up: traces (and with XLA compiles) the step
-    wall = {name: [] for name in models}
-    cpu = {name: [] for name in models}
-    for _ in range(steps):
-        for name, (model, targets) in models.items():
-            start_wall, start_cpu = time.perf_counter(), time.process_time()
-            model.train_on_batch(images, targets)
-            wall[name].append(time.perf_counter() - start_wall)
-            cpu[name].append(time.process_time() - start_cpu)
-    return {name: (min(wall[name]), float(np.median(cpu[name]))) for name in models}
+    """Per model ``(fastest wall-clock, median CPU seconds)`` of ``steps`` training steps, taken in turns
+    after one warm-up step each (which traces, and with XLA compiles, the step)."""
+    timings = interleaved_steps(
+        {name: lambda model=model, targets=targets: model.train_on_batch(images, targets)
+         for name, (model, targets) in models.items()},
+        warmup_steps=1, min_steps=steps, min_seconds=0.0, max_steps=steps,
+    )
+    return {name: (timing["fastest"], timing["cpu_seconds"]) for name, timing in timings.items()}
 
 
 def _trivial(detector: keras.Model, outputs, batch_size: int) -> tuple[keras.Model, object]:
