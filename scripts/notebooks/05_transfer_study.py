@@ -1,0 +1,184 @@
+# %% [markdown]
+# # 05 · The transfer study: from Belgian signs to Germany, Sweden and the USA
+#
+# A Belgian detector exists (notebook 04) and we have a few annotated images from another country.
+# What is the best way to get a detector for the new country? Train from scratch, or start from the
+# Belgian detector and then fine-tune everything, freeze part of it, train the heads first and then
+# everything, or only retrain the heads? This notebook runs every strategy with the same budget of
+# optimizer steps, across numbers of target images and across countries at growing distance from
+# Belgium, and compares them by validation mAP.
+
+# %% [markdown]
+# ## What you will learn
+#
+# - the transfer strategies of `tlutils.transfer` and their literature: Yosinski et al. 2014 (frozen
+#   AnB vs fine-tuned AnB+), the Keras transfer-learning guide (train the new head, then fine-tune at a
+#   low rate), TFA 2020 (few-shot detection by retraining the last layers only), He et al. 2019 (scratch
+#   catches up given data and time);
+# - how to run a fair comparison: the same step budget for every strategy, several seeds, nested
+#   few-shot subsets, and one results table for everything (`tlutils.experiment.sweep`);
+# - how the best strategy depends on the number of target images and on the size of the domain shift;
+# - how deep to freeze.
+
+# %% [setup]
+
+# %% [markdown]
+# ## Parameters
+#
+# `None` means "the profile's": countries, numbers of target images and seeds come from
+# `tlutils.profiles` so that every notebook of a profile shares the same runs. `L2_REGULARIZATION`
+# puts ssd_keras' `l2(0.0005)` penalty into the loss, as in the setting notebook 06 diagnoses; it
+# changes the logged loss, and notebook 06 reads these very runs.
+
+# %% tags=["parameters"]
+PROFILE = "cpu"
+STRATEGIES = ["scratch", "freeze:block3", "finetune", "two_stage", "head_only"]
+COUNTRIES = None
+NUM_TARGET_IMAGES = None
+SEEDS = None
+FREEZE_DEPTHS = ["freeze:block5", "freeze:fc"]  # added to STRATEGIES for the depth curve
+L2_REGULARIZATION = 0.0005
+
+# %%
+import pandas as pd
+
+from tlutils.data.synth import COUNTRY_SHIFT
+from tlutils.experiment import RunConfig, resolve, summarize, sweep
+from tlutils.plotting import (course_figures_dir, plot_freeze_depth, plot_history, plot_map_by_shift,
+                              plot_map_vs_images, save_figure)
+from tlutils.profiles import get_profile
+from tlutils.transfer import training_plan, valid_strategies
+
+profile = get_profile(PROFILE)
+FIGURES = course_figures_dir(PROFILE)
+countries = list(COUNTRIES or profile.countries)
+sizes = list(NUM_TARGET_IMAGES or profile.target_sizes)
+seeds = list(SEEDS or profile.seeds)
+base = RunConfig(profile=PROFILE, num_target_images=sizes[0], l2_regularization=L2_REGULARIZATION)
+print("strategies you can name:", ", ".join(valid_strategies()))
+print(f"{len(STRATEGIES)} strategies x {len(countries)} countries x {len(sizes)} sizes x {len(seeds)} seeds "
+      f"= {len(STRATEGIES) * len(countries) * len(sizes) * len(seeds)} runs of {resolve(base)['total_steps']} steps")
+
+# %% [markdown]
+# ## 1. The strategies, on the same budget
+#
+# Every strategy gets exactly the same number of optimizer steps (the profile's `target_steps`),
+# split into phases with their own learning rate and frozen part. Fine-tuning a transferred network
+# uses a tenth of the base learning rate: its weights already solve a close task, and full-size steps
+# would first wreck what transfers (notebook 06 measures this). `two_stage` first trains only the heads,
+# whose rows for new classes start random, then unfreezes everything at the low rate.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+steps_per_epoch = resolve(base)["steps_per_epoch"]
+pd.DataFrame([{"strategy": strategy, "phase": phase.name, "steps": phase.steps, "learning rate": phase.learning_rate,
+               "frozen up to": phase.freeze_point or "-"}
+              for strategy in STRATEGIES + FREEZE_DEPTHS
+              for phase in training_plan(strategy, profile.target_steps, profile.learning_rate, steps_per_epoch)])
+
+# %% [markdown]
+# ## 2. The sweep
+#
+# `sweep` runs every combination; each run trains the target detector on a stratified few-shot subset
+# (every class present as soon as the number of images allows it; for one seed, the 10-image set lies
+# inside the 50-image set) and evaluates it on its country's validation images. The Belgian
+# source detector is trained once and shared. Finished runs are read back from
+# `runs/<profile>/results.csv`, so rerunning this cell, or notebook 06 asking for the same runs, trains
+# nothing. With the `cpu` profile this is the long cell of the course.
+
+# %%
+grid = {"country": countries, "strategy": STRATEGIES, "num_target_images": sizes, "seed": seeds}
+results = sweep(grid, base=base)
+target = results[results["stage"] == "target"]
+summary = summarize(target)
+print(f"{target['run_key'].nunique()} target runs, {target['epoch_seconds'].sum() / 60:.1f} min of training")
+
+# %% [markdown]
+# ## 3. The comparison table
+#
+# Final-epoch validation mAP@0.5, mean (and standard deviation) over seeds. Read along a row to see how
+# a strategy profits from more target images, down a column to compare strategies at one size.
+
+# %%
+cells = [f"{mean:.3f} +- {std:.3f}" for mean, std in zip(summary["val_map50_mean"], summary["val_map50_std"])]
+summary.assign(mAP=cells).pivot_table(index=["country", "strategy"], columns="num_target_images", values="mAP",
+                                      aggfunc="first")
+
+# %%
+figure = plot_map_vs_images(summary)
+save_figure(figure, "05_transfer_map_vs_images", FIGURES)
+
+# %% [markdown]
+# The literature predicts the shape of these curves. With very few images, starting from the source
+# wins by a wide margin and the fewer weights a strategy changes, the better it holds up (TFA's
+# finding: retraining only the last layers beats full fine-tuning with 1 to 10 shots). With more
+# images, fine-tuning everything catches up and overtakes frozen variants (Yosinski's AnB+ beats AnB),
+# and scratch closes the gap last (He et al.: from scratch needs more data and longer schedules). In a
+# short CPU run the differences between neighbouring strategies are often within the seed spread: look
+# at the error bars before reading a ranking.
+
+# %% [markdown]
+# ## 4. The size of the shift
+#
+# The same comparison per country at the largest number of target images. The nearer the country,
+# the more of the source detector carries over as it is; for the USA, whose signs differ in shape as
+# well as colour, frozen features fit less well and strategies that adapt more layers gain.
+
+# %%
+figure = plot_map_by_shift(summary)
+save_figure(figure, "05_transfer_map_vs_shift", FIGURES)
+
+# %% [markdown]
+# ## 5. How deep to freeze?
+#
+# Yosinski et al. copied the first *n* layers of a network and either froze or fine-tuned them.
+# Freezing the first, generic layers cost nothing; freezing into the middle hurt, because co-adapted
+# layers were split; fine-tuning everything was best. Here is the same curve for the nearest country
+# at the largest number of images: from fine-tuning everything (left) to retraining only the heads
+# (right), with scratch as the dashed reference.
+
+# %%
+depth_grid = {"country": countries[:1], "strategy": FREEZE_DEPTHS, "num_target_images": sizes[-1:], "seed": seeds}
+depth_results = pd.concat([target, sweep(depth_grid, base=base)], ignore_index=True)
+depth_summary = summarize(depth_results[(depth_results["country"] == countries[0])
+                                       & (depth_results["num_target_images"] == sizes[-1])])
+figure = plot_freeze_depth(depth_summary)
+save_figure(figure, "05_transfer_freeze_depth", FIGURES)
+
+# %% [markdown]
+# ## 6. Inside one setting: the learning curves
+#
+# Final numbers hide how the runs got there. For the nearest country and the fewest images:
+# validation mAP and loss per epoch. Transferred detectors start high and improve a little; scratch
+# starts near zero. `two_stage` switches from heads-only to everything halfway through, visible as a
+# kink.
+
+# %%
+few_shot = target[(target["country"] == countries[0]) & (target["num_target_images"] == sizes[0])]
+figure = plot_history(few_shot, metrics=["val_map50", "val_loss", "loss"], x="step")
+save_figure(figure, "05_transfer_curves", FIGURES)
+
+# %% [markdown]
+# Notice the training `loss` panel: with the L2 penalty in the loss, the transferred variants do not
+# end below scratch even where their mAP is far higher. That is the symptom notebook 06 takes apart.
+
+# %% [markdown]
+# ## Summary
+#
+# - Every strategy ran with the same step budget on nested, stratified few-shot subsets, and all runs
+#   landed in one tidy table; `summarize` gives mean and spread over seeds.
+# - Starting from the source detector pays most with few target images and a small shift; with more
+#   images and a larger shift, strategies that adapt more of the network catch up.
+# - Compare strategies with error bars: on short CPU runs seed-to-seed spread is of the same size as
+#   many differences.
+# - With a full run (`tlutils sweep --profile gpu`, or the `gpu` profile in this notebook) the curves
+#   are smoother and the differences clearer.
+#
+# ## Exercises
+#
+# 1. Add `"freeze:fc"` to `STRATEGIES` and rerun: only the new runs train. Where does it land between
+#    `freeze:block3` and `head_only`?
+# 2. Add a seed (`SEEDS = [0, 1, 2, 3]`). Do the error bars shrink? Which rankings survive?
+# 3. For the USA, which classes does the Belgian head start from? Look up `tlutils.transfer.class_map_for`
+#    and the USA's class table in notebook 01.
+# 4. Run the study with `L2_REGULARIZATION = 0.0`. Does any mAP change? Which loss column does?

@@ -1,0 +1,268 @@
+# %% [markdown]
+# # 06 · "My pretrained detector stalls at a loss of 10": a diagnosis
+#
+# A common report from people transferring a Keras SSD (it is issue #112 of ssd_keras, "Transfer
+# learning SSD": Belgian signs, a frozen VGG base): *the pretrained and frozen variants stall at a much
+# higher loss than training from scratch, and freezing does not make training faster.* Both
+# observations are real; both conclusions ("transfer does not work", "something is broken") are
+# wrong. This notebook reproduces the symptom on the runs of notebook 05 and explains it with
+# experiments on the same data.
+
+# %% [markdown]
+# ## What you will learn
+#
+# 1. why **total losses are not comparable across variants** when an L2 penalty is inside the loss
+#    (ssd_keras' `l2(0.0005)`), and how Keras 2 and Keras 3 differ for frozen layers;
+# 2. what **preprocessing that does not match the weights** does to transferred features, and why a
+#    scratch model does not care;
+# 3. how a **fine-tuning learning rate** that is too high destroys what was transferred;
+# 4. why variants must be **judged by mAP, not by loss**;
+# 5. what freezing really saves: **seconds per epoch against the trainable share** (the forward pass
+#    still runs through frozen layers);
+# 6. a **checklist** for a thesis chapter on transfer learning of detectors.
+
+# %% [setup]
+
+# %% [markdown]
+# ## Parameters
+#
+# The defaults name runs notebook 05 has already trained (same profile, L2 penalty, country, number of
+# images and seeds), so this notebook mostly reads `runs/<profile>/results.csv`; only the experiments
+# of sections 2 and 3 train something new.
+
+# %% tags=["parameters"]
+PROFILE = "cpu"
+COUNTRY = None  # None: the profile's nearest target country
+NUM_TARGET_IMAGES = None  # None: the profile's largest number of target images
+VARIANTS = ["scratch", "freeze:block3", "freeze:fc", "finetune", "head_only"]
+L2_REGULARIZATION = 0.0005  # as in notebook 05, so its runs are reused
+LEARNING_RATE_FACTORS = [10, 100]  # fine-tuning at 10x and 100x the profile's base learning rate
+
+# %%
+import pandas as pd
+
+from tlutils.anchors import generate_anchors
+from tlutils.data.pipeline import DetectionSequence, ground_truths_for_eval, make_label_map
+from tlutils.experiment import (RunConfig, evaluate_detector, load_results, run, source_config, summarize, sweep,
+                                synth_dataset)
+from tlutils.model import (PREPROCESSING_MODES, anchor_config_for, build_ssd_vgg16, freeze, num_classes_of,
+                           regularization_loss, transfer_weights)
+from tlutils.paths import runs_dir
+from tlutils.plotting import (course_figures_dir, final_epochs, plot_history, plot_loss_components, plot_loss_vs_map,
+                              plot_training_speed, save_figure, training_speed)
+from tlutils.profiles import get_profile
+from tlutils.transfer import load_detector
+
+profile = get_profile(PROFILE)
+FIGURES = course_figures_dir(PROFILE)
+RESULTS = runs_dir(PROFILE)
+country = COUNTRY or profile.countries[0]
+size = NUM_TARGET_IMAGES or max(profile.target_sizes)
+base = RunConfig(profile=PROFILE, country=country, num_target_images=size, l2_regularization=L2_REGULARIZATION)
+variants = sweep({"strategy": VARIANTS, "seed": list(profile.seeds)}, base=base)
+print(f"{variants['run_key'].nunique()} runs: {country}, {size} target images, L2 {L2_REGULARIZATION}")
+
+# %% [markdown]
+# ## 0. The symptom
+#
+# The training loss of each variant, step by step (mean over seeds). Scratch starts far higher (an
+# untrained head on caffe-preprocessed inputs, notebook 03) and falls fast; the transferred variants
+# start low and flatten out, and the frozen ones flatten out highest. Judged by this plot alone,
+# transfer "stalls".
+
+# %%
+figure = plot_history(variants, metrics=["loss"], x="step")
+save_figure(figure, "06_symptom_total_loss", FIGURES)
+
+# %% [markdown]
+# ## 1. What the total is made of
+#
+# `SSDTrainer` logs the three parts of the loss separately: `localization` and `confidence` (the
+# MultiBox loss, what the detector gets wrong) and `regularization`, the L2 penalty
+# `0.0005 * sum(w^2)` over the conv kernels that Keras adds to the displayed loss.
+
+# %%
+final = final_epochs(variants)
+parts = final.groupby("strategy")[["loss", "localization", "confidence", "regularization", "val_map50"]].mean()
+parts.assign(data_loss=parts["localization"] + parts["confidence"],
+             l2_share=parts["regularization"] / parts["loss"]).round(3)
+
+# %%
+figure = plot_loss_components(variants)
+save_figure(figure, "06_loss_components", FIGURES)
+
+# %% [markdown]
+# The L2 term depends on the *weights*, not on how well the detector does. Scratch starts from He
+# initialization and weight decay keeps shrinking its kernels; transferred variants inherit kernels
+# that grew while the source detector trained (without any penalty), so they carry a larger offset
+# from the first step. The totals of two variants therefore differ by an amount that says nothing
+# about detection.
+#
+# **Frozen layers, Keras 2 versus Keras 3.** Keras 3 collects penalties from *trainable* weights only,
+# so freezing removes the frozen kernels' terms from the loss. Keras 2 (the ssd_keras era) kept adding
+# them: a constant that the optimizer can never reduce, since the frozen weights cannot move. The
+# "Keras 2" column adds the penalty of every kernel, frozen or not, as the user's setup displayed it:
+
+# %%
+keras2_l2 = []
+for checkpoint in final["checkpoint"]:
+    detector = freeze(load_detector(RESULTS / checkpoint), None)  # all kernels trainable: all penalties count
+    keras2_l2.append(float(regularization_loss(detector)))
+final = final.assign(keras2_l2=keras2_l2, keras2_total=final["localization"] + final["confidence"] + keras2_l2)
+final.groupby("strategy")[["loss", "regularization", "keras2_l2", "keras2_total", "val_map50"]].mean().round(3)
+
+# %% [markdown]
+# In the Keras 2 view, the deeper a variant is frozen, the more of its total is a penalty it cannot
+# train away: there is the "stall". Subtract the penalty and compare the data losses, or better, drop
+# the penalty from the loss and use weight decay in the optimizer (torchvision's SSD does; its logged
+# loss is pure MultiBox loss).
+
+# %% [markdown]
+# ## 2. Preprocessing that does not match the weights
+#
+# VGG16's ImageNet weights, and our source detector, expect "caffe" inputs: RGB turned to BGR minus the
+# ImageNet mean, no scaling. Feed the same weights inputs scaled to [-1, 1] ("tf") or raw 0-255
+# ("none") and every layer sees numbers of the wrong size and sign. Below, the trained Belgian detector
+# with its preprocessing swapped, scored on Belgian validation images; nothing is retrained.
+
+# %%
+source = load_detector(RESULTS / run(source_config(base), verbose=0)["checkpoint"].iloc[-1])
+belgium_val = synth_dataset("belgium", "val", profile.num_val_images, profile.input_size)
+anchors = generate_anchors(anchor_config_for(source))
+sequence = DetectionSequence(belgium_val, anchors, make_label_map(belgium_val.classes), batch_size=profile.batch_size,
+                             input_size=profile.input_size, shuffle=False)
+swapped_map = {}
+for mode in PREPROCESSING_MODES:
+    swapped = build_ssd_vgg16(num_classes_of(source), input_size=profile.input_size, width=profile.width,
+                              preprocessing=mode)
+    transfer_weights(source, swapped)
+    swapped_map[mode] = evaluate_detector(swapped, sequence, ground_truths_for_eval(sequence), anchors)["map50"]
+pd.Series(swapped_map, name="Belgian val mAP@0.5 of the source detector").round(3).to_frame()
+
+# %% [markdown]
+# Frozen features fed the wrong preprocessing are crippled, and a frozen variant cannot adapt them.
+# A model trained from scratch simply learns whatever scaling it is given: the scratch target with
+# "tf" preprocessing ends about where caffe's does.
+
+# %%
+scratch_tf = run(base.replace(strategy="scratch", preprocessing="tf"), verbose=0)
+scratch_caffe = variants[variants["strategy"] == "scratch"]
+pd.concat([scratch_caffe, scratch_tf]).groupby(["preprocessing", "seed"])["val_map50"].last().round(3).to_frame()
+
+# %% [markdown]
+# The runner trains source and target with the same preprocessing, so in this course the mismatch
+# only arises on purpose. In practice it arises when ImageNet weights meet a data pipeline that divides
+# by 255, as Keras' own image utilities and many tutorials do.
+
+# %% [markdown]
+# ## 3. A fine-tuning learning rate that is too high
+#
+# `finetune` trains everything at a tenth of the base rate. Multiply the base rate by 10 and 100 (so
+# fine-tuning runs at the base rate and at 10x it) and the first large steps push the transferred
+# weights away from what made them useful; the detector then has to relearn, within the same budget,
+# what it was given. Validation mAP per epoch:
+
+# %%
+learning_rates = [profile.learning_rate * factor for factor in LEARNING_RATE_FACTORS]
+high = sweep({"learning_rate": learning_rates}, base=base.replace(strategy="finetune", seed=profile.seeds[0]))
+default = variants[(variants["strategy"] == "finetune") & (variants["seed"] == profile.seeds[0])]
+rates = pd.concat([default, high], ignore_index=True)
+figure = plot_history(rates.assign(learning_rate=rates["phase_learning_rate"]), metrics=["val_map50", "loss"],
+                      hue="learning_rate", x="step")
+save_figure(figure, "06_finetune_learning_rate", FIGURES)
+
+# %% [markdown]
+# Watch the first evaluation: at the low rate, mAP starts near what the source detector brings; at
+# high rates it drops first, and only part of it comes back. The Keras transfer-learning guide's advice
+# is exactly this: fine-tune "with a very low learning rate" (e.g. Adam 1e-5 for a full-size model).
+
+# %% [markdown]
+# ## 4. Judge variants by mAP, not by loss
+#
+# Every target run of this profile so far (notebook 05's sweep and this notebook's), final epoch:
+# training loss and validation loss against validation mAP. If loss ranked variants, the points would
+# fall on a line from top left to bottom right.
+
+# %%
+all_runs = load_results(RESULTS)
+all_target = all_runs[all_runs["stage"] == "target"]
+figure = plot_loss_vs_map(all_target)
+save_figure(figure, "06_loss_vs_map", FIGURES)
+
+# %%
+final_all = final_epochs(all_target)
+final_all[["loss", "val_loss", "val_map50"]].corr(method="spearman").round(2)
+
+# %% [markdown]
+# Loss and mAP are related *within* one run over time, but across variants (different penalties,
+# frozen parts, preprocessing, class heads) the ranking by loss is unreliable; ssd_keras' issues show
+# runs with equal validation loss and clearly different mAP. Loss values are not even comparable
+# across implementations: ssd_keras' own reference VOC run logs about 10 after 1,000 steps and ends at
+# 3.8, another port logs 1.1 falling to 0.6 for the same task.
+
+# %% [markdown]
+# ## 5. Does freezing speed up training?
+#
+# Seconds per epoch of the runs of section 0 (median over epochs, the first epoch of each phase left
+# out since it includes building the training step), against the share of parameters that train.
+
+# %%
+speed = training_speed(variants)
+total_params = int(all_runs["trainable_params"].max())
+figure = plot_training_speed(speed, total_params)
+save_figure(figure, "06_freezing_speed", FIGURES)
+
+# %%
+per_strategy = speed.groupby("strategy")[["trainable_params", "images_per_s"]].median()
+per_strategy.assign(trainable_share=per_strategy["trainable_params"] / total_params,
+                    speedup=per_strategy["images_per_s"] / per_strategy.loc["scratch", "images_per_s"]).round(2)
+
+# %% [markdown]
+# Freezing saves the weight gradients of the frozen layers and, below the lowest trainable layer, the
+# whole backward pass; it never saves the forward pass, the data pipeline or the evaluation. So
+# `head_only` is faster but far from "frozen share" times faster, and freezing only the first blocks
+# saves little although those layers are the most expensive per parameter (they run at full
+# resolution). On a shared machine these timings are noisy: compare medians, and repeat on an idle
+# machine (`tlutils bench`) before quoting a number.
+
+# %% [markdown]
+# ## 6. A checklist for the thesis
+#
+# 1. **Split the loss.** Log localization, confidence and regularization separately; compare variants
+#    on the MultiBox part only. Prefer weight decay in the optimizer to L2 terms inside the loss.
+# 2. **Know your framework's freezing rules.** Keras 2 counts frozen layers' penalties, Keras 3 does
+#    not; recompile after changing `trainable`; run frozen BatchNorm layers with `training=False`.
+# 3. **Match the preprocessing to the weights** (caffe for VGG16's ImageNet weights) and check it: a
+#    transferred detector evaluated before any training should already score well on its source.
+# 4. **Fine-tune at a low rate**, after the new head has settled (train it first, frozen base).
+# 5. **Judge by mAP** (VOC mAP@0.5, and COCO mAP when box tightness matters) on a fixed validation set,
+#    with several seeds; report mean and spread.
+# 6. **Give every variant the same budget** (optimizer steps, not epochs: few-shot sets have tiny
+#    epochs) and the same data, and keep the few-shot subsets nested and stratified.
+# 7. **Measure speed, do not assume it**: images per second at steady state, per variant, on an idle
+#    machine.
+# 8. **Do not read the first losses**: they depend on initialization and input scale, not on the
+#    variant's merit.
+
+# %% [markdown]
+# ## Summary
+#
+# - With an L2 penalty inside the loss, the total carries an offset that depends on the weights:
+#   transferred variants start with a larger one, and under Keras 2 frozen layers keep theirs forever.
+#   That, not a failure to learn, is the "stall".
+# - Preprocessing must match the weights; frozen features cannot adapt to a mismatch, scratch can.
+# - A fine-tuning rate that is too high wipes out much of what transfer brings.
+# - Rank variants by mAP; loss ranks them unreliably.
+# - Freezing saves part of the backward pass only: the speed-up is far smaller than the frozen share.
+#
+# ## Exercises
+#
+# 1. Rerun notebook 05 and this notebook with `L2_REGULARIZATION = 0.0`. Which plots change, and which
+#    conclusions?
+# 2. In section 2, train `freeze:fc` on the target with a source detector trained with "tf"
+#    preprocessing but evaluated with "caffe". What would you expect, and why can the runner not do
+#    this out of the box?
+# 3. Add `0.1` to `LEARNING_RATE_FACTORS`. Is an even lower rate better within this budget?
+# 4. Time one training step of the detector frozen up to each freeze point (`SSDTrainer.train_on_batch`
+#    on a fixed batch, after a warm-up). Plot seconds per step against the trainable share. Where does
+#    the curve bend, and why there?

@@ -1,0 +1,105 @@
+"""The explorer of notebook 07: its callbacks, driven by setting widget values from Python.
+
+One tiny ci-profile Train run (source stage included) is shared by the tests that need it.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from tlutils.experiment import RESULT_COLUMNS
+from tlutils.widgets import FREEZE_OPTIONS, TransferExplorer, strategy_for
+
+pytestmark = pytest.mark.slow
+
+PNG = b"\x89PNG"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """An explorer after one click of Train with freeze point fc, learning rate 3e-3, 10 target images."""
+    root = tmp_path_factory.mktemp("explorer")
+    explorer = TransferExplorer(profile="ci", results_dir=root / "runs", data_dir=root / "data", train_epochs=2,
+                                shown_images=2)
+    explorer.freeze_point.value = "fc"
+    explorer.learning_rate.value = 3e-3
+    explorer.num_images.value = 10
+    explorer.train_button.click()
+    return explorer
+
+
+def test_train_click_runs_the_run_the_sliders_describe(trained):
+    rows = trained.last_results
+    assert list(rows["epoch"]) == [1, 2]
+    final = rows.iloc[-1]
+    assert (final["strategy"], final["freeze_point"], final["num_target_images"]) == ("freeze", "fc", 10)
+    assert final["learning_rate"] == pytest.approx(3e-3)
+    assert final["total_steps"] == trained.train_steps and final["country"] == "germany"
+    assert rows["loss"].notna().all() and rows["val_map50"].between(0, 1).all()
+
+
+def test_curves_were_redrawn_live_after_every_epoch_and_detections_at_the_end(trained):
+    assert [entry["epoch"] for entry in trained.history] == [1, 2]
+    assert all("val_map50" in entry for entry in trained.history), "the runner's evaluation precedes the live update"
+    assert bytes(trained.curves.value).startswith(PNG) and bytes(trained.detections.value).startswith(PNG)
+    assert "val mAP@0.5" in trained.status.value and "trained" in trained.status.value
+    assert not trained.train_button.disabled
+
+
+def test_a_setting_trained_before_is_read_back_without_training(trained):
+    trained.train_button.click()
+    assert trained.history == [], "no epoch ran"
+    assert "read from results.csv" in trained.status.value
+    assert len(trained.last_results) == 2
+
+
+def test_the_status_line_follows_the_sliders_with_the_effective_rate(trained):
+    trained.freeze_point.value = "none"
+    trained.learning_rate.value = 1e-2
+    assert trained.config().strategy_label == "finetune"
+    assert "finetune" in trained.status.value and "1e-03" in trained.status.value  # fine-tuning runs at 0.1x
+    trained.freeze_point.value = "block3"
+    assert "freeze:block3" in trained.status.value and "1e-02" in trained.status.value
+
+
+def _study_table(budget: int, l2: float) -> pd.DataFrame:
+    """A results table of finished runs, as a sweep writes it (only the columns browse reads matter)."""
+    rows = []
+    for index, (strategy, images, value) in enumerate([("scratch", 10, 0.1), ("scratch", 50, 0.3),
+                                                        ("finetune", 10, 0.4), ("finetune", 50, 0.5)]):
+        rows.append({column: None for column in RESULT_COLUMNS} | {
+            "run_key": f"key{index}", "stage": "target", "country": "germany", "strategy": strategy,
+            "num_target_images": images, "seed": 0, "profile": "ci", "optimizer": "adam", "learning_rate": 1e-3,
+            "schedule": "constant", "l2_regularization": l2, "preprocessing": "caffe", "total_steps": budget,
+            "epoch": 1, "val_map50": value, "coco_map": value / 2, "val_loss": 1.0, "loss": 2.0,
+            "epoch_seconds": 1.0})
+    return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+
+
+def test_browse_shows_only_runs_comparable_with_the_study(tmp_path):
+    explorer = TransferExplorer(profile="ci", results_dir=tmp_path, data_dir=tmp_path / "data")
+    study = _study_table(budget=12, l2=0.0)
+    other = _study_table(budget=8, l2=0.0).assign(run_key=lambda t: "short" + t["run_key"], val_map50=0.9)
+    pd.concat([study, other]).to_csv(tmp_path / "results.csv", index=False)
+    explorer.browse_metric.value = "coco_map"  # a change of a control redraws at once
+    assert bytes(explorer.browse_plot.value).startswith(PNG)
+    summary = explorer.browse()
+    assert set(summary["strategy"]) == {"scratch", "finetune"}
+    assert summary["num_seeds"].max() == 1, "the short runs were not averaged in as further seeds"
+    finetune_50 = summary[(summary["strategy"] == "finetune") & (summary["num_target_images"] == 50)]
+    assert finetune_50["coco_map_mean"].item() == pytest.approx(0.25)
+    assert "finetune" in explorer.browse_table.value
+
+
+def test_browse_without_results_says_what_to_run(tmp_path):
+    explorer = TransferExplorer(profile="ci", results_dir=tmp_path)
+    assert explorer.browse() is None
+    assert "notebook 05" in explorer.browse_table.value
+
+
+def test_freeze_options_map_to_strategies():
+    assert strategy_for("none") == "finetune" and strategy_for("extras") == "freeze:extras"
+    assert "heads" not in FREEZE_OPTIONS
+    with pytest.raises(ValueError, match="freeze point"):
+        strategy_for("heads")
