@@ -159,8 +159,9 @@ figure = plot_history(few_shot, metrics=["val_map50", "val_loss", "loss"], x="st
 save_figure(figure, "05_transfer_curves", FIGURES)
 
 # %% [markdown]
-# Notice the training `loss` panel: with the L2 penalty in the loss, the transferred variants do not
-# end below scratch even where their mAP is far higher. That is the symptom notebook 06 takes apart.
+# Compare the training `loss` panel with the mAP panel: the order of the strategies by loss is not
+# their order by mAP. With an L2 penalty inside the loss, the total depends on how many weights a
+# strategy trains; notebook 06 takes this apart.
 
 # %% [markdown]
 # ## Summary
