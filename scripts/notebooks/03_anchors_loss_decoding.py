@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 03 · Matching, the MultiBox loss and decoding: by hand, then with the library
+# # 03 · Matching, the MultiBox loss and decoding, by hand and with the library
 #
 # An SSD outputs, for each of its thousands of default boxes, class scores and four box offsets. Three
 # pieces turn this into something trainable and usable: **matching** assigns each default box a target
@@ -280,9 +280,11 @@ for preprocessing in ("caffe", "tf"):
 # %% [markdown]
 # Both start above `4 ln(C + 1)`: hard negative mining picks exactly the anchors the random head gets
 # most wrong. With caffe inputs the logits are an order of magnitude larger and the first loss is in
-# the hundreds. Neither is a bug, and training shrinks the logits within the first few hundred steps
-# (notebook 04 shows the curve), but it is one more reason why the *first* logged losses of two
-# variants say little about each other, a theme of notebook 06.
+# the hundreds. Neither is a bug, and training shrinks the logits within the first steps. Still, this
+# is why the experiment runner feeds "tf" inputs to every detector it trains from scratch and keeps
+# "caffe" for VGG16's ImageNet weights, which were trained on it
+# (`tlutils.experiment.default_preprocessing`). And it is one more reason why the *first* logged losses
+# of two variants say little about each other, a theme of notebook 06.
 
 # %% [markdown]
 # ## Summary

@@ -57,7 +57,8 @@ pd.Series(resolve(config), dtype=object).to_frame("value")
 # %% [markdown]
 # ## 2. Training
 #
-# `run` renders the data if needed, builds SSD-VGG16, trains it with Adam on the MultiBox loss
+# `run` renders the data if needed, builds SSD-VGG16 (inputs scaled to [-1, 1], "tf" preprocessing,
+# since nothing here starts from ImageNet weights), trains it with Adam on the MultiBox loss
 # (augmentation: photometric changes, zoom-out up to 2x, IoU-constrained crops, no flips since they
 # turn "turn left" into "turn right"), and after every epoch evaluates on the validation images (the
 # profile's number), appends a row to the results table and saves its state. If the session dies,
@@ -72,8 +73,8 @@ history[["epoch", "loss", "localization", "confidence", "regularization", "val_l
 # %% [markdown]
 # `loss` is what the optimizer minimizes: `confidence + localization` (each divided by the number of
 # matched default boxes) plus `regularization`, the L2 penalty, 0 here. `val_loss` is the same loss on
-# the validation images without augmentation. The first epochs' losses are large (notebook 03: caffe
-# preprocessing makes an untrained head very confident) and fall fast.
+# the validation images without augmentation. The first epoch's loss is the largest (an untrained head
+# is confidently wrong, notebook 03) and falls fast.
 
 # %%
 figure = plot_history(history, metrics=["loss", "localization", "confidence", "val_loss", "val_map50"], hue=None)
@@ -152,8 +153,9 @@ if imagenet is not None:
 #
 # 1. Train a second source detector with `seed=1` (`config.replace(seed=1)`). How much does the final
 #    mAP move? Keep this spread in mind when comparing strategies in notebook 05.
-# 2. Train with `preprocessing="tf"` instead of `"caffe"`. Does the first epoch's loss change as
-#    notebook 03 predicts? Does the final mAP?
+# 2. Train with `preprocessing="caffe"` instead of the runner's choice for training from scratch,
+#    `"tf"` (see `resolve(config)`). Does the first epoch's loss change as notebook 03 predicts? Does
+#    the final mAP?
 # 3. Lower `SCORE_THRESHOLD` to 0.05 and redraw the detections. Why does mAP still count these boxes?
 # 4. Interrupt the training cell (stop the kernel) in the middle of a run and run it again. Check in
 #    `runs/<profile>/runs/<run name>/state/` what the runner saved.

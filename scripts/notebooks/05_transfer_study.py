@@ -42,7 +42,6 @@ L2_REGULARIZATION = 0.0005
 # %%
 import pandas as pd
 
-from tlutils.data.synth import COUNTRY_SHIFT
 from tlutils.experiment import RunConfig, resolve, summarize, sweep
 from tlutils.plotting import (course_figures_dir, plot_freeze_depth, plot_history, plot_map_by_shift,
                               plot_map_vs_images, save_figure)

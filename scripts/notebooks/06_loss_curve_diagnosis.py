@@ -44,7 +44,7 @@ import pandas as pd
 
 from tlutils.anchors import generate_anchors
 from tlutils.data.pipeline import DetectionSequence, ground_truths_for_eval, make_label_map
-from tlutils.experiment import (RunConfig, evaluate_detector, load_results, run, source_config, summarize, sweep,
+from tlutils.experiment import (RunConfig, evaluate_detector, load_results, resolve, run, source_config, sweep,
                                 synth_dataset)
 from tlutils.model import (PREPROCESSING_MODES, anchor_config_for, build_ssd_vgg16, freeze, num_classes_of,
                            regularization_loss, transfer_weights)
@@ -134,12 +134,15 @@ save_figure(figure, "06_loss_components", FIGURES)
 # %% [markdown]
 # ## 2. Preprocessing that does not match the weights
 #
-# VGG16's ImageNet weights, and our source detector, expect "caffe" inputs: RGB turned to BGR minus the
-# ImageNet mean, no scaling. Feed the same weights inputs scaled to [-1, 1] ("tf") or raw 0-255
-# ("none") and every layer sees numbers of the wrong size and sign. Below, the trained Belgian detector
-# with its preprocessing swapped, scored on Belgian validation images; nothing is retrained.
+# Weights expect the input convention they were trained with. VGG16's ImageNet weights expect "caffe"
+# inputs: RGB turned to BGR minus the ImageNet mean, no scaling. Our Belgian source detector was
+# trained from scratch, on inputs scaled to [-1, 1] ("tf", the runner's choice for training from
+# scratch, notebook 03). Feed weights another convention and every layer sees numbers of the wrong
+# size, and often the wrong sign. Below, the trained Belgian detector with each preprocessing swapped
+# in, scored on Belgian validation images; nothing is retrained.
 
 # %%
+trained_with = resolve(source_config(base))["preprocessing"]
 source = load_detector(RESULTS / run(source_config(base), verbose=0)["checkpoint"].iloc[-1])
 belgium_val = synth_dataset("belgium", "val", profile.num_val_images, profile.input_size)
 anchors = generate_anchors(anchor_config_for(source))
@@ -151,22 +154,26 @@ for mode in PREPROCESSING_MODES:
                               preprocessing=mode)
     transfer_weights(source, swapped)
     swapped_map[mode] = evaluate_detector(swapped, sequence, ground_truths_for_eval(sequence), anchors)["map50"]
-pd.Series(swapped_map, name="Belgian val mAP@0.5 of the source detector").round(3).to_frame()
+pd.Series(swapped_map, name=f"Belgian val mAP@0.5 (trained with {trained_with!r})").round(3).to_frame()
 
 # %% [markdown]
-# Frozen features fed the wrong preprocessing are crippled, and a frozen variant cannot adapt them.
-# A model trained from scratch simply learns whatever scaling it is given: the scratch target with
-# "tf" preprocessing ends about where caffe's does.
+# Frozen features fed the wrong preprocessing are crippled, and a frozen variant cannot adapt them. A
+# model trained from scratch is tied to no convention: it learns the one it is given. It is not
+# indifferent to it either (caffe's large inputs start it with huge logits, notebook 03, and it may
+# learn more slowly in a short budget), but nothing it knows is destroyed. The scratch target, trained
+# with the other preprocessing:
 
 # %%
-scratch_tf = run(base.replace(strategy="scratch", preprocessing="tf"), verbose=0)
-scratch_caffe = variants[variants["strategy"] == "scratch"]
-pd.concat([scratch_caffe, scratch_tf]).groupby(["preprocessing", "seed"])["val_map50"].last().round(3).to_frame()
+other = "tf" if resolve(base)["preprocessing"] == "caffe" else "caffe"
+scratch_other = run(base.replace(strategy="scratch", preprocessing=other), verbose=0)
+scratch_default = variants[variants["strategy"] == "scratch"]
+pd.concat([scratch_default, scratch_other]).groupby(["preprocessing", "seed"])["val_map50"].last().round(3).to_frame()
 
 # %% [markdown]
-# The runner trains source and target with the same preprocessing, so in this course the mismatch
-# only arises on purpose. In practice it arises when ImageNet weights meet a data pipeline that divides
-# by 255, as Keras' own image utilities and many tutorials do.
+# The runner always feeds transferred weights the preprocessing they were trained with (source and
+# target runs share it), so in this course the mismatch arises only on purpose. In practice it arises
+# when ImageNet weights meet a data pipeline that divides by 255, as Keras' own image utilities and many
+# tutorials do.
 
 # %% [markdown]
 # ## 3. A fine-tuning learning rate that is too high
