@@ -775,7 +775,7 @@ def run_bench(out: str | os.PathLike = "runs/bench.json", quick: bool = False) -
 
     started = time.perf_counter()
     machine = machine_info()
-    machine["matmul_size"] = 256 if quick else 2048
+    machine["matmul_size"] = 256 if quick else 4096
     for dtype, suffix in (("float32", ""), ("bfloat16", "_bf16")):
         rates = measure_matmul(machine["matmul_size"], repeat=3 if quick else 9, dtype=dtype)
         machine[f"matmul_gflops{suffix}"] = rates["gflops"]
