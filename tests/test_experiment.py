@@ -1,0 +1,281 @@
+"""The experiment runner on the ci profile: tiny end-to-end runs per strategy, resume, skip, tables.
+
+One module-scoped results folder holds the source run and one target run per strategy (germany, 10
+images, the ci budget of 3 epochs of 4 steps); the tests read those runs. The whole file trains seven
+tiny detectors.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from tlutils.experiment import (
+    RESULT_COLUMNS,
+    RunConfig,
+    expand_grid,
+    load_results,
+    run,
+    run_key,
+    source_config,
+    summarize,
+    sweep_from_cli,
+)
+from tlutils.model import FREEZE_POINTS, LAYERS_BY_BLOCK, block_of, build_ssd_vgg16, freeze, trainable_summary
+from tlutils.profiles import get_profile
+
+pytestmark = pytest.mark.slow
+
+STRATEGIES = ("scratch", "freeze:block3", "finetune", "two_stage", "head_only")
+TIMING_COLUMNS = ("epoch_seconds", "eval_seconds", "images_per_s")
+CI = get_profile("ci")
+
+
+def target(strategy: str) -> RunConfig:
+    """A ci target run: germany, 10 images, the ci budget (12 steps in 3 epochs of 4)."""
+    return RunConfig(country="germany", strategy=strategy, num_target_images=10, profile="ci")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("results")
+
+
+@pytest.fixture(scope="module")
+def runs(results_dir, data_dir):
+    """Rows of one ci target run per strategy (the source run comes first, by itself)."""
+    return {strategy: run(target(strategy), results_dir, data_dir=data_dir, verbose=0) for strategy in STRATEGIES}
+
+
+def _detector(results_dir, rows: pd.DataFrame) -> keras.Model:
+    return keras.saving.load_model(results_dir / rows["checkpoint"].iloc[-1], compile=False)
+
+
+# --- configurations ------------------------------------------------------------------------------
+
+
+def test_run_config_normalizes_the_strategy_and_keys_are_stable():
+    a = RunConfig(strategy="freeze:block3", num_target_images=10)
+    b = RunConfig(strategy="freeze", freeze_point="block3", num_target_images=10)
+    assert (a.strategy, a.freeze_point, a.strategy_label) == ("freeze", "block3", "freeze:block3")
+    assert a == b and run_key(a) == run_key(b)
+    assert run_key(a) != run_key(a.replace(seed=1)) != run_key(a.replace(num_target_images=11))
+    # resolved defaults count: an explicit value equal to the profile's default is the same run
+    assert run_key(a.replace(learning_rate=CI.learning_rate)) == run_key(a)
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        ({"stage": "pretrain"}, "stage"),
+        ({"strategy": "finetune"}, "num_target_images"),
+        ({"strategy": "freeze", "num_target_images": 5}, "freeze point"),
+        ({"stage": "source", "strategy": "head_only"}, "source stage"),
+        ({"optimizer": "rmsprop", "num_target_images": 5}, "optimizer"),
+        ({"profile": "tpu", "num_target_images": 5}, "profile"),
+        ({"num_target_images": 0}, "num_target_images"),
+        ({"num_target_images": 5, "total_steps": 10, "steps_per_epoch": 4}, "whole number"),
+    ],
+)
+def test_bad_configurations_raise(fields, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        run_key(RunConfig(**fields))
+
+
+def test_expand_grid_multiplies_only_freeze_by_its_points():
+    base = RunConfig(num_target_images=10)
+    grid = {"strategies": ["scratch", "freeze", "freeze:fc"], "freeze_point": ["block2", "block4"],
+            "num_target_images": [10, 50], "seed": [0, 1]}
+    configs = expand_grid(grid, base)
+    labels = sorted({c.strategy_label for c in configs})
+    assert labels == ["freeze:block2", "freeze:block4", "freeze:fc", "scratch"]
+    assert len(configs) == 4 * 2 * 2
+    with pytest.raises(ValueError, match="valid keys"):
+        expand_grid({"epochs": [1]}, base)
+
+
+def test_summarize_takes_the_final_epoch_mean_and_std_over_seeds():
+    rows = []
+    for seed, final in ((0, 0.5), (1, 0.7)):
+        for epoch, value in ((1, 0.1), (2, final)):
+            rows.append(dict(run_key=f"k{seed}", stage="target", country="germany", strategy="freeze",
+                             freeze_point="block3", num_target_images=50, seed=seed, learning_rate=1e-3,
+                             epoch=epoch, val_map50=value, epoch_seconds=2.0))
+    summary = summarize(pd.DataFrame(rows))
+    assert len(summary) == 1
+    row = summary.iloc[0]
+    assert row["strategy"] == "freeze:block3" and row["num_seeds"] == 2 and row["seconds"] == 4.0
+    assert row["val_map50_mean"] == pytest.approx(0.6)
+    assert row["val_map50_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+
+
+# --- end-to-end runs -----------------------------------------------------------------------------
+
+
+def test_results_csv_has_one_row_per_epoch_and_every_column(runs, results_dir):
+    table = load_results(results_dir)
+    assert list(table.columns) == list(RESULT_COLUMNS)
+    required = ["stage", "country", "strategy", "freeze_point", "num_target_images", "seed", "epoch", "loss",
+                "localization", "confidence", "regularization", "val_loss", "val_map50", "epoch_seconds",
+                "run_key", "checkpoint"]
+    assert set(required) <= set(table.columns)
+    assert set(table["stage"]) == {"source", "target"}
+    assert len(table) == CI.source_epochs + 3 * len(STRATEGIES)
+    for key, rows in table.groupby("run_key"):
+        assert list(rows["epoch"]) == list(range(1, len(rows) + 1)), key
+        assert rows["coco_map"].iloc[:-1].isna().all() and np.isfinite(rows["coco_map"].iloc[-1])
+        assert (results_dir / rows["checkpoint"].iloc[-1]).is_file()
+    numbers = table[["loss", "localization", "confidence", "val_loss", "val_map50", "epoch_seconds"]]
+    assert np.isfinite(numbers.to_numpy(dtype=float)).all()
+    assert ((table["val_map50"] >= 0) & (table["val_map50"] <= 1)).all()
+    target_rows = table[table["stage"] == "target"]
+    assert set(target_rows["source_run_key"].dropna()) == {run_key(source_config(target("finetune")))}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_training_lowers_the_loss(runs, strategy):
+    losses = runs[strategy]["loss"].to_numpy()
+    assert losses[-1] < losses[0], losses
+
+
+def _expected_trainable(freeze_point: str | None) -> int:
+    detector = build_ssd_vgg16(14, input_size=CI.input_size, width=CI.width)  # germany's 14 classes
+    freeze(detector, freeze_point)
+    return int(trainable_summary(detector)["trainable"].sum())
+
+
+@pytest.mark.parametrize(
+    ("strategy", "freeze_points"),
+    [
+        ("scratch", [None] * 3),
+        ("freeze:block3", ["block3"] * 3),
+        ("finetune", [None] * 3),
+        ("head_only", ["extras"] * 3),
+        ("two_stage", ["extras", "extras", None]),  # 3 epochs * 0.5 rounds to 2 epochs of heads
+    ],
+)
+def test_trainable_counts_per_strategy(runs, strategy, freeze_points):
+    counts = runs[strategy]["trainable_params"].tolist()
+    assert counts == [_expected_trainable(point) for point in freeze_points]
+    if strategy == "two_stage":
+        assert runs[strategy]["phase"].tolist() == ["heads", "heads", "finetune"]
+        assert runs[strategy]["phase_learning_rate"].iloc[-1] < runs[strategy]["phase_learning_rate"].iloc[0]
+
+
+@pytest.mark.parametrize(
+    ("strategy", "frozen_blocks"),
+    [
+        ("freeze:block3", {"block1", "block2", "block3"}),
+        ("head_only", set(FREEZE_POINTS) - {"heads"}),
+        ("finetune", set()),
+        ("two_stage", set()),
+    ],
+)
+def test_frozen_weights_stay_bit_for_bit_and_the_rest_moves(runs, results_dir, strategy, frozen_blocks):
+    source_rows = load_results(results_dir).query("stage == 'source'")
+    source = _detector(results_dir, source_rows)
+    trained = _detector(results_dir, runs[strategy])
+    compared = 0
+    for layer in trained.layers:
+        if not layer.weights or layer.name.endswith("_class_head"):  # 14 vs 13 classes: shapes differ
+            continue
+        before = source.get_layer(layer.name).get_weights()
+        after = layer.get_weights()
+        same = all(np.array_equal(a, b) for a, b in zip(before, after))
+        assert same == (block_of(layer.name) in frozen_blocks), layer.name
+        compared += 1
+    assert compared > 20
+
+
+def test_a_finished_config_is_skipped(runs, results_dir, data_dir):
+    class MustNotTrain(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            raise AssertionError("a finished configuration was trained again")
+
+    again = run(target("head_only"), results_dir, data_dir=data_dir, verbose=0, callbacks=[MustNotTrain()])
+    pd.testing.assert_frame_equal(again, runs["head_only"], check_dtype=False)
+    assert len(load_results(results_dir)) == CI.source_epochs + 3 * len(STRATEGIES)
+
+
+class Disconnect(Exception):
+    """Stands in for a Colab session that goes away."""
+
+
+class StopAtEpoch(keras.callbacks.Callback):
+    """Raises when ``epoch`` (0-based) begins, i.e. after the previous epoch was saved."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise Disconnect(f"disconnected before epoch {epoch + 1}")
+
+
+class SeenEpochs(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+def test_an_interrupted_run_resumes_and_ends_identical(runs, results_dir, data_dir, tmp_path):
+    """two_stage: interrupted inside its heads phase after epoch 1, resumed, compared with `runs`."""
+    config = target("two_stage")
+    # a fresh results folder that already holds the finished source run
+    resumed_dir = tmp_path / "results"
+    source = load_results(results_dir).query("stage == 'source'")
+    source_folder = (results_dir / source["checkpoint"].iloc[0]).parent
+    shutil.copytree(source_folder, resumed_dir / source_folder.relative_to(results_dir))
+    source.to_csv(resumed_dir / "results.csv", index=False)
+
+    with pytest.raises(Disconnect):
+        run(config, resumed_dir, data_dir=data_dir, verbose=0, callbacks=[StopAtEpoch(1)])
+    assert len(load_results(resumed_dir)) == len(source)  # nothing reported for an unfinished run
+    seen = SeenEpochs()
+    rows = run(config, resumed_dir, data_dir=data_dir, verbose=0, callbacks=[seen])
+    assert seen.epochs == [1, 2]  # continued with the second epoch, not from the start
+
+    reference = runs["two_stage"]
+    numbers = [c for c in RESULT_COLUMNS if c not in TIMING_COLUMNS and pd.api.types.is_float_dtype(reference[c])]
+    np.testing.assert_allclose(rows[numbers].to_numpy(float), reference[numbers].to_numpy(float), atol=1e-6,
+                               equal_nan=True)
+    assert rows["run_key"].tolist() == reference["run_key"].tolist()
+    for got, want in zip(_detector(resumed_dir, rows).get_weights(), _detector(results_dir, reference).get_weights()):
+        np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+
+
+def test_sweep_from_the_command_line_skips_what_is_done(runs, results_dir, capsys, monkeypatch):
+    from tlutils.cli import build_parser
+
+    import tlutils.experiment as experiment
+
+    keys = []
+    real_run = experiment.run
+
+    def recording_run(config, *args, **kwargs):
+        keys.append(run_key(config))
+        return real_run(config, *args, **kwargs)
+
+    monkeypatch.setattr(experiment, "run", recording_run)
+    args = build_parser().parse_args(["sweep", "--profile", "ci", "--strategies", "scratch", "head_only",
+                                      "--out", str(results_dir)])
+    before = len(load_results(results_dir))
+    assert sweep_from_cli(args) == 0
+    # the ci defaults (germany, 10 images, seed 0) name exactly the runs done above: nothing trains
+    assert keys == [run_key(target("scratch")), run_key(target("head_only"))]
+    assert len(load_results(results_dir)) == before
+    out = capsys.readouterr().out
+    assert "val_map50_mean" in out and "head_only" in out and "results.csv" in out
