@@ -78,3 +78,17 @@ def test_importing_tlutils_loads_no_backend():
 def test_cli_help_runs():
     out = subprocess.run([sys.executable, "-m", "tlutils.cli", "--help"], capture_output=True, text=True, check=True)
     assert "course" in out.stdout and "bench" in out.stdout
+
+
+def test_cli_data_synth_writes_what_generate_writes(tmp_path):
+    from tlutils.cli import main
+    from tlutils.data.synth import generate
+
+    assert main(["data", "synth", "--country", "germany", "--num-images", "3", "--seed", "5",
+                 "--image-size", "96", "--out", str(tmp_path / "cli")]) == 0
+    generate(country="germany", num_images=3, out_dir=tmp_path / "api", seed=5, image_size=96)
+    cli_files = sorted(p.name for p in (tmp_path / "cli").iterdir())
+    assert cli_files == sorted(p.name for p in (tmp_path / "api").iterdir())
+    assert "annotations.json" in cli_files and len(cli_files) == 4
+    for name in cli_files:
+        assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "api" / name).read_bytes(), name
