@@ -609,12 +609,14 @@ def _epoch_callback(**kwargs: Any) -> Any:
 
 
 def _tensorboard(log_dir: Path, verbose: int) -> list[Any]:
-    """``[keras.callbacks.TensorBoard]`` when TensorFlow can be imported, else ``[]`` with a note."""
+    """``[keras.callbacks.TensorBoard]`` when TensorFlow and TensorBoard import, else ``[]`` with a note."""
     import keras
 
-    if importlib.util.find_spec("tensorflow") is None:
+    missing = [name for name in ("tensorflow", "tensorboard") if importlib.util.find_spec(name) is None]
+    if missing:
         if verbose:
-            print("note: TensorFlow is not installed, so no TensorBoard logs (results.csv has every number)")
+            print(f"note: {' and '.join(missing)} not installed, so no TensorBoard logs "
+                  "(results.csv has every number)")
         return []
     return [keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False, profile_batch=0)]
 
