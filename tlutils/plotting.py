@@ -237,7 +237,8 @@ def plot_parameters_per_block(summary: Any):
     ax.barh(blocks, trainable, color="#377eb8", label="trainable")
     ax.barh(blocks, frozen, left=trainable, color="#bbbbbb", label="frozen")
     ax.set(xlabel="parameters (millions)", title="parameters per block")
-    ax.legend(loc="lower right")
+    ax.set_xlim(0, 1.05 * float((trainable + frozen).max()))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return figure
 
 
@@ -388,7 +389,8 @@ def show_detections(detector: Any, dataset: Any, score_threshold: float = 0.3, m
         _add_boxes(ax, truth["boxes"] * size, None, "white", linestyle="--")
         _add_boxes(ax, found["boxes"][keep] * size, captions, "lime")
         signs = "1 sign" if len(truth["boxes"]) == 1 else f"{len(truth['boxes'])} signs"
-        ax.set_title(f"{int(keep.sum())} detections >= {score_threshold:g} drawn, {signs}", fontsize=8)
+        drawn = "1 detection" if keep.sum() == 1 else f"{int(keep.sum())} detections"
+        ax.set_title(f"{drawn} >= {score_threshold:g} drawn, {signs}", fontsize=8)
         ax.set_axis_off()
     return figure
 

@@ -137,8 +137,10 @@ save_figure(figure, "02_anchors_per_layer", FIGURES)
 # %% [markdown]
 # ## 3. Parameters per block, and freezing
 #
-# `trainable_summary` counts the parameters per block. Most sit in `block4`, `block5` and `fc`, the
-# layers with 512 and 1024 channels; the early blocks that see the raw pixels are tiny.
+# `trainable_summary` counts the parameters per block. In SSD300 most sit in `block4`, `block5` and
+# `fc`, the layers with 512 and 1024 channels; the early blocks that see the raw pixels are tiny. In a
+# narrow CPU model the heads take a larger share: their output channels (boxes x classes) do not shrink
+# with the width.
 
 # %%
 # NBVAL_CHECK_OUTPUT
