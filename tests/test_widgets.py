@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tlutils.experiment import RESULT_COLUMNS
+from tlutils.experiment import RESULT_COLUMNS, resolve
 from tlutils.widgets import FREEZE_OPTIONS, TransferExplorer, strategy_for
 
 pytestmark = pytest.mark.slow
@@ -63,24 +63,25 @@ def test_the_status_line_follows_the_sliders_with_the_effective_rate(trained):
     assert "freeze:block3" in trained.status.value and "1e-02" in trained.status.value
 
 
-def _study_table(budget: int, l2: float) -> pd.DataFrame:
-    """A results table of finished runs, as a sweep writes it (only the columns browse reads matter)."""
+def _study_table(explorer: TransferExplorer, budget: int) -> pd.DataFrame:
+    """A results table of finished runs with the explorer's study knobs but ``budget`` steps, as a sweep
+    writes it (only the columns browse reads matter)."""
+    study = {knob: resolve(explorer.base)[knob] for knob in ("learning_rate", "l2_regularization", "preprocessing",
+                                                              "optimizer", "schedule")}
     rows = []
     for index, (strategy, images, value) in enumerate([("scratch", 10, 0.1), ("scratch", 50, 0.3),
                                                         ("finetune", 10, 0.4), ("finetune", 50, 0.5)]):
         rows.append({column: None for column in RESULT_COLUMNS} | {
             "run_key": f"key{index}", "stage": "target", "country": "germany", "strategy": strategy,
-            "num_target_images": images, "seed": 0, "profile": "ci", "optimizer": "adam", "learning_rate": 1e-3,
-            "schedule": "constant", "l2_regularization": l2, "preprocessing": "caffe", "total_steps": budget,
-            "epoch": 1, "val_map50": value, "coco_map": value / 2, "val_loss": 1.0, "loss": 2.0,
-            "epoch_seconds": 1.0})
+            "num_target_images": images, "seed": 0, "profile": "ci", **study, "total_steps": budget, "epoch": 1,
+            "val_map50": value, "coco_map": value / 2, "val_loss": 1.0, "loss": 2.0, "epoch_seconds": 1.0})
     return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
 
 
 def test_browse_shows_only_runs_comparable_with_the_study(tmp_path):
     explorer = TransferExplorer(profile="ci", results_dir=tmp_path, data_dir=tmp_path / "data")
-    study = _study_table(budget=12, l2=0.0)
-    other = _study_table(budget=8, l2=0.0).assign(run_key=lambda t: "short" + t["run_key"], val_map50=0.9)
+    study = _study_table(explorer, budget=explorer.profile.target_steps)
+    other = _study_table(explorer, budget=8).assign(run_key=lambda t: "short" + t["run_key"], val_map50=0.9)
     pd.concat([study, other]).to_csv(tmp_path / "results.csv", index=False)
     explorer.browse_metric.value = "coco_map"  # a change of a control redraws at once
     assert bytes(explorer.browse_plot.value).startswith(PNG)
