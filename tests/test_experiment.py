@@ -73,6 +73,20 @@ def test_run_config_normalizes_the_strategy_and_keys_are_stable():
     assert run_key(a.replace(learning_rate=CI.learning_rate)) == run_key(a)
 
 
+def test_defaults_follow_the_initial_weights_and_the_stage():
+    from tlutils.experiment import resolve
+
+    scratch_source = resolve(RunConfig(stage="source", country="belgium"))
+    assert (scratch_source["preprocessing"], scratch_source["augmentation"]) == ("tf", "photometric")
+    transfer = RunConfig(strategy="finetune", num_target_images=10)
+    assert (resolve(transfer)["preprocessing"], resolve(transfer)["augmentation"]) == ("tf", "ssd")
+    assert resolve(RunConfig(strategy="imagenet", num_target_images=10))["preprocessing"] == "caffe"
+    assert resolve(transfer.replace(source_strategy="imagenet"))["preprocessing"] == "caffe"
+    # the source run shares an explicit preprocessing, so transferred weights see what they learned on
+    assert resolve(source_config(transfer.replace(preprocessing="caffe")))["preprocessing"] == "caffe"
+    assert resolve(transfer)["source_run_key"] == run_key(source_config(transfer))
+
+
 @pytest.mark.parametrize(
     ("fields", "fragment"),
     [
@@ -81,6 +95,8 @@ def test_run_config_normalizes_the_strategy_and_keys_are_stable():
         ({"strategy": "freeze", "num_target_images": 5}, "freeze point"),
         ({"stage": "source", "strategy": "head_only"}, "source stage"),
         ({"optimizer": "rmsprop", "num_target_images": 5}, "optimizer"),
+        ({"augmentation": "mixup", "num_target_images": 5}, "augmentation"),
+        ({"preprocessing": "torch", "num_target_images": 5}, "preprocessing"),
         ({"profile": "tpu", "num_target_images": 5}, "profile"),
         ({"num_target_images": 0}, "num_target_images"),
         ({"num_target_images": 5, "total_steps": 10, "steps_per_epoch": 4}, "whole number"),

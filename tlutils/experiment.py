@@ -64,7 +64,11 @@ RUNNER_VERSION = 1
 SOURCE_COUNTRY = "belgium"
 STAGES = ("source", "target")
 OPTIMIZERS = ("adam", "sgd")
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "step", "cosine")
+#: "step" schedule: the rate drops STEP_DECAY_FACTOR-fold for the last STEP_DECAY_FRACTION of a phase
+#: (the SSD paper's recipe: 1e-3, then 1e-4 for the last part).
+STEP_DECAY_FRACTION = 0.2
+STEP_DECAY_FACTOR = 0.1
 PREPROCESSING_CHOICES = ("caffe", "tf", "none")  # tlutils.model.PREPROCESSING_MODES, without importing keras
 #: Training augmentation (``tlutils.data.augment.Augmenter``): "ssd" = the paper's chain (photometric,
 #: zoom-out up to 2x, IoU-constrained crop; no flip), "photometric" = colours only, "none" = resize only.
@@ -114,7 +118,8 @@ class RunConfig:
         optimizer: ``"adam"`` or ``"sgd"`` (momentum 0.9).
         learning_rate: base learning rate; ``None``: the profile's. ``finetune`` and ``two_stage``
             scale it (``tlutils.transfer.FINETUNE_LR_FACTOR``).
-        schedule: ``"constant"`` or ``"cosine"`` (cosine decay to 0 over each phase).
+        schedule: ``"constant"``, ``"step"`` (a tenth of the rate for the last fifth of each phase,
+            as in the SSD paper) or ``"cosine"`` (cosine decay to 0 over each phase).
         total_steps: training budget in optimizer steps, the same for every strategy; ``None``: the
             profile's (``source_epochs`` passes over the source data, or ``target_steps``).
         steps_per_epoch: steps between evaluations; ``None``: one pass over the source data, or
@@ -122,7 +127,8 @@ class RunConfig:
         l2_regularization: L2 factor on every conv kernel (logged apart as ``regularization``).
         preprocessing: input preprocessing of the detector (``"caffe"``, ``"tf"``, ``"none"``);
             ``None``: what the initial weights expect (:func:`default_preprocessing`).
-        augmentation: training augmentation, one of :data:`AUGMENTATIONS`.
+        augmentation: training augmentation, one of :data:`AUGMENTATIONS`; ``None``: "photometric"
+            for the source stage, "ssd" for target runs (see :func:`default_augmentation`).
         source_country, source_strategy, source_seed: the source run a target run starts from.
         backbone_weights: what ``imagenet`` loads: ``"imagenet"`` (download) or a VGG16 weights file.
     """
@@ -136,12 +142,12 @@ class RunConfig:
     profile: str = "ci"
     optimizer: str = "adam"
     learning_rate: float | None = None
-    schedule: str = "constant"
+    schedule: str = "step"
     total_steps: int | None = None
     steps_per_epoch: int | None = None
     l2_regularization: float = 0.0
     preprocessing: str | None = None
-    augmentation: str = "ssd"
+    augmentation: str | None = None
     source_country: str = SOURCE_COUNTRY
     source_strategy: str = "scratch"
     source_seed: int = 0
@@ -157,7 +163,8 @@ class RunConfig:
         _check_choice("stage", self.stage, STAGES)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("schedule", self.schedule, SCHEDULES)
-        _check_choice("augmentation", self.augmentation, AUGMENTATIONS)
+        if self.augmentation is not None:
+            _check_choice("augmentation", self.augmentation, AUGMENTATIONS)
         if self.preprocessing is not None:
             _check_choice("preprocessing", self.preprocessing, PREPROCESSING_CHOICES)
         get_profile(self.profile)
@@ -223,6 +230,16 @@ def default_preprocessing(config: RunConfig) -> str:
     return "caffe" if imagenet else "tf"
 
 
+def default_augmentation(config: RunConfig) -> str:
+    """The training augmentation when ``config.augmentation`` is ``None``.
+
+    The source stage renders as many scenes as it needs, so colour changes suffice and it converges
+    fastest without zoom-out and crops (cpu profile, 300 steps: val mAP@0.5 0.10 vs 0.003 with the
+    full chain). A few-shot target set needs the full SSD chain against over-fitting.
+    """
+    return "photometric" if config.stage == "source" else "ssd"
+
+
 def resolve(config: RunConfig) -> dict[str, Any]:
     """Every knob of ``config`` with the profile's defaults filled in: what a run really does.
 
@@ -254,6 +271,7 @@ def resolve(config: RunConfig) -> dict[str, Any]:
         num_target_images=num_images,
         learning_rate=config.learning_rate or profile.learning_rate,
         preprocessing=config.preprocessing or default_preprocessing(config),
+        augmentation=config.augmentation or default_augmentation(config),
         total_steps=total_steps,
         steps_per_epoch=steps_per_epoch,
         batch_size=batch_size,
@@ -544,6 +562,11 @@ def _make_optimizer(name: str, phase: Phase, schedule: str) -> Any:
     learning_rate: Any = phase.learning_rate
     if schedule == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(phase.learning_rate, decay_steps=phase.steps)
+    elif schedule == "step":
+        boundary = max(1, round(phase.steps * (1.0 - STEP_DECAY_FRACTION)))
+        learning_rate = keras.optimizers.schedules.PiecewiseConstantDecay(
+            [boundary], [phase.learning_rate, phase.learning_rate * STEP_DECAY_FACTOR]
+        )
     if name == "sgd":
         return keras.optimizers.SGD(learning_rate, momentum=SGD_MOMENTUM)
     return keras.optimizers.Adam(learning_rate)

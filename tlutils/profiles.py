@@ -62,9 +62,9 @@ PROFILES: dict[str, Profile] = {
         countries=("germany",), target_epochs=3,
     ),
     "cpu": Profile(
-        name="cpu", input_size=160, width=0.25, batch_size=16, num_source_images=1200,
-        num_val_images=200, source_epochs=12, target_steps=300, target_sizes=(10, 50, 200),
-        seeds=(0, 1, 2), countries=("germany", "sweden", "usa"), target_epochs=5,
+        name="cpu", input_size=160, width=0.25, batch_size=8, num_source_images=2400,
+        num_val_images=200, source_epochs=10, target_steps=200, target_sizes=(10, 50),
+        seeds=(0,), countries=("germany", "usa"), target_epochs=4,
     ),
     "gpu": Profile(
         name="gpu", input_size=300, width=1.0, batch_size=32, num_source_images=5000,
