@@ -295,3 +295,15 @@ def test_sweep_from_the_command_line_skips_what_is_done(runs, results_dir, capsy
     assert len(load_results(results_dir)) == before
     out = capsys.readouterr().out
     assert "val_map50_mean" in out and "head_only" in out and "results.csv" in out
+
+
+def test_no_tensorflow_means_no_tensorboard_and_a_note(monkeypatch, capsys, tmp_path):
+    import importlib.util
+
+    from tlutils.experiment import _tensorboard
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "tensorflow" else real_find_spec(name, *args))
+    assert _tensorboard(tmp_path, verbose=1) == []
+    assert "TensorBoard" in capsys.readouterr().out
