@@ -297,6 +297,30 @@ def test_sweep_from_the_command_line_skips_what_is_done(runs, results_dir, capsy
     assert "val_map50_mean" in out and "head_only" in out and "results.csv" in out
 
 
+def test_sweep_command_line_names_the_profile_grid_and_the_l2_factor(monkeypatch, capsys):
+    from tlutils.cli import build_parser
+
+    import tlutils.experiment as experiment
+
+    seen = {}
+
+    def fake_sweep(grid, results_dir, base=None):
+        seen.update(grid=grid, base=base)
+        return pd.DataFrame(columns=list(experiment.RESULT_COLUMNS))
+
+    monkeypatch.setattr(experiment, "sweep", fake_sweep)
+    monkeypatch.setattr(experiment, "summarize", lambda results: results)
+    args = build_parser().parse_args(["sweep", "--profile", "cpu", "--seeds", "0", "1", "2",
+                                      "--l2-regularization", "0.0005"])
+    assert sweep_from_cli(args) == 0
+    profile = experiment.get_profile("cpu")
+    assert seen["grid"]["country"] == list(profile.countries)
+    assert seen["grid"]["num_target_images"] == list(profile.target_sizes)
+    assert seen["grid"]["seed"] == [0, 1, 2]
+    assert seen["base"].l2_regularization == 0.0005
+    assert build_parser().parse_args(["sweep"]).l2_regularization == 0.0
+
+
 def test_no_tensorflow_means_no_tensorboard_and_a_note(monkeypatch, capsys, tmp_path):
     import importlib.util
 

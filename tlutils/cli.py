@@ -71,10 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = commands.add_parser("sweep", help="run a transfer sweep and append to a results CSV")
     sweep.add_argument("--profile", default="cpu", choices=["ci", "cpu", "gpu"])
-    sweep.add_argument("--countries", nargs="*", default=["germany"])
+    sweep.add_argument("--countries", nargs="*", default=None, help="default: the profile's countries")
     sweep.add_argument("--strategies", nargs="*", default=None)
     sweep.add_argument("--num-target-images", nargs="*", type=int, default=None)
     sweep.add_argument("--seeds", nargs="*", type=int, default=None)
+    sweep.add_argument("--l2-regularization", type=float, default=0.0,
+                       help="L2 factor inside the loss (notebooks 05 and 06 use ssd_keras' 0.0005)")
     sweep.add_argument("--out", default=None, help="results directory (default runs/<profile>)")
     sweep.set_defaults(handler=_sweep)
     return parser

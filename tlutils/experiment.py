@@ -899,7 +899,8 @@ def sweep_from_cli(args: Any) -> int:
         "num_target_images": list(args.num_target_images or profile.target_sizes),
         "seed": list(args.seeds if args.seeds is not None else profile.seeds),
     }
-    base = RunConfig(profile=args.profile, num_target_images=grid["num_target_images"][0])
+    base = RunConfig(profile=args.profile, num_target_images=grid["num_target_images"][0],
+                     l2_regularization=getattr(args, "l2_regularization", 0.0))
     results = sweep(grid, args.out, base=base)
     with _wide_pandas():
         print(summarize(results[results["stage"] == "target"]).to_string(index=False))
