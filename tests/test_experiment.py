@@ -321,6 +321,25 @@ def test_sweep_command_line_names_the_profile_grid_and_the_l2_factor(monkeypatch
     assert build_parser().parse_args(["sweep"]).l2_regularization == 0.0
 
 
+def test_a_mixed_bfloat16_profile_trains_in_bfloat16_and_restores_the_policy(monkeypatch, data_dir, tmp_path):
+    import json
+
+    import tlutils.profiles as profiles
+
+    monkeypatch.setitem(profiles.PROFILES, "ci", CI.replace(mixed_precision="mixed_bfloat16"))
+    config = RunConfig(stage="source", country="belgium", profile="ci")
+    rows = run(config, tmp_path, data_dir=data_dir, verbose=0, tensorboard=False)
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is given back
+    assert json.loads((tmp_path / rows["checkpoint"].iloc[-1]).parent.joinpath("config.json").read_text()
+                      )["mixed_precision"] == "mixed_bfloat16"
+    detector = _detector(tmp_path, rows)
+    assert detector.get_layer("block3_conv1").compute_dtype == "bfloat16"
+    assert all(weight.dtype == "float32" for weight in detector.weights)  # float32 master weights
+    assert np.isfinite(rows["loss"]).all() and rows["loss"].iloc[-1] < rows["loss"].iloc[0]
+    monkeypatch.undo()
+    assert run_key(config) != rows["run_key"].iloc[0], "the dtype policy must be part of the run key"
+
+
 def test_no_tensorflow_means_no_tensorboard_and_a_note(monkeypatch, capsys, tmp_path):
     import importlib.util
 
