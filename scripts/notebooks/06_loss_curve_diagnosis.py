@@ -251,9 +251,9 @@ per_strategy.assign(trainable_share=per_strategy["trainable_params"] / total_par
 # about 5% of the parameters but run at the highest resolutions, so freezing them saves far more time
 # than their share of the parameters. Freezing more saves less and less, because the forward pass
 # through frozen layers always remains, about a third of a full training step: no freeze point makes a
-# step more than about three times faster. (On a 2-core laptop CPU we measured, for this profile's model
-# and a batch of 16: 0.38 s per step training everything, 0.23 s frozen up to `block3`, 0.15 s up to
-# `block5`, 0.13 s with only the heads training; `tlutils.bench.interleaved_steps` takes such timings
+# step more than about three times faster. (On a 2-core laptop CPU we measured, for this profile's
+# model in float32 and a batch of 16: 0.38 s per step training everything, 0.23 s frozen up to
+# `block3`, 0.15 s up to `block5`, 0.13 s with only the heads training; `tlutils.bench.interleaved_steps` takes such timings
 # in turns, so that load from other programs hits all variants alike.) An epoch also spends time on data
 # loading, augmentation and evaluation, which freezing does not touch: a run whose input pipeline is
 # the bottleneck, as with the Python augmentation generator of ssd_keras, sees almost no speed-up. The
