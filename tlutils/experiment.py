@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from tlutils.profiles import Profile, get_profile
+from tlutils.profiles import Profile, get_profile, resolve_precision
 from tlutils.transfer import Phase, epochs_of, parse_strategy
 
 if TYPE_CHECKING:
@@ -279,7 +279,7 @@ def resolve(config: RunConfig) -> dict[str, Any]:
         input_size=profile.input_size,
         width=profile.width,
         num_val_images=profile.num_val_images,
-        mixed_precision=profile.mixed_precision,
+        mixed_precision=resolve_precision(profile.mixed_precision),
         world_seeds=dict(WORLD_SEEDS),
     )
     uses_source = not source and parse_strategy(config.strategy_label).uses_source

@@ -9,7 +9,16 @@ consistently.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
+
+#: Keras dtype policies a profile may name; "auto" picks one for the machine (:func:`resolve_precision`).
+PRECISIONS = ("float32", "mixed_bfloat16", "auto")
+#: Linux CPU flags of bf16 arithmetic units: AVX-512 BF16 (AMD Zen 4, Intel Cooper Lake and later) and
+#: AMX (Intel Sapphire Rapids and later). Without them oneDNN emulates bf16 convolutions: on a 2-core
+#: AVX2-only AMD EPYC the cpu profile's SSD trained 7.5x *slower* in mixed_bfloat16 than in float32
+#: (1.3 vs 10.1 images/s); on an AVX-512 BF16 EPYC it trained 1.6x faster.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 @dataclass(frozen=True)
@@ -30,12 +39,14 @@ class Profile:
         seeds: seeds of the transfer study.
         countries: target countries of the transfer study, nearest shift first.
         learning_rate: base learning rate (Adam) for training from scratch.
-        mixed_precision: Keras dtype policy for training ("float32" or "mixed_bfloat16"). The cpu and
-            gpu profiles train in ``mixed_bfloat16`` (bf16 compute, float32 weights; the loss and the
-            detector's outputs stay float32). On this 2-core AVX-512 bf16 CPU it trains the cpu
-            profile's SSD 1.6x faster per step and its Belgian source detector reached val mAP@0.5
-            0.806 (COCO 0.590) against 0.801 (0.574) in float32. ``ci`` stays float32 (exact tests),
-            ``gpu`` too until bf16 is measured on a GPU (pre-Ampere GPUs such as a T4 lack bf16).
+        mixed_precision: Keras dtype policy for training: "float32", "mixed_bfloat16" (bf16 compute,
+            float32 weights; the loss and the detector's outputs stay float32) or "auto" (bf16 where
+            the CPU has bf16 units, see :func:`resolve_precision`). The cpu profile is "auto": on a
+            2-core AVX-512 BF16 CPU bf16 trains its SSD 1.6x faster per step and the Belgian source
+            detector reached val mAP@0.5 0.806 (COCO 0.590) against 0.801 (0.574) in float32; on an
+            AVX2-only CPU bf16 is emulated and 7.5x slower, so "auto" means float32 there. ``ci``
+            stays float32 (exact tests), ``gpu`` too until bf16 is measured on a GPU (pre-Ampere GPUs
+            such as a T4 lack bf16).
         target_epochs: evaluations of a target run: its budget is split into this many "epochs" of
             ``target_steps / target_epochs`` steps (a few-shot set is far smaller than a step count).
     """
@@ -66,12 +77,13 @@ PROFILES: dict[str, Profile] = {
         num_val_images=16, source_epochs=2, target_steps=12, target_sizes=(10,), seeds=(0,),
         countries=("germany",), target_epochs=3,
     ),
-    # cpu, measured on a shared 2-core machine: the belgium source run (12 passes over 2400 scenes,
-    # 3600 steps of 8) takes 7.6 min and reaches val mAP@0.5 0.80; a target run (200 steps) 25-40 s.
+    # cpu, measured on a shared 2-core AVX-512 machine: the belgium source run (12 passes over 2400
+    # scenes, 3600 steps of 8) takes 7.6 min in float32 and reaches val mAP@0.5 0.80; a target run
+    # (200 steps) 20-28 s in bf16. An AVX2-only 2-core EPYC trains this model 4-6x slower (10 images/s).
     "cpu": Profile(
         name="cpu", input_size=160, width=0.25, batch_size=8, num_source_images=2400,
         num_val_images=200, source_epochs=12, target_steps=200, target_sizes=(10, 50),
-        seeds=(0,), countries=("germany", "usa"), target_epochs=4, mixed_precision="mixed_bfloat16",
+        seeds=(0,), countries=("germany", "usa"), target_epochs=4, mixed_precision="auto",
     ),
     "gpu": Profile(
         name="gpu", input_size=300, width=1.0, batch_size=32, num_source_images=5000,
@@ -80,6 +92,33 @@ PROFILES: dict[str, Profile] = {
         # float32: bf16 was measured on the CPU only (no GPU lent), and Colab's T4 has no bf16 units
     ),
 }
+
+
+def cpu_has_bfloat16(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
+    """Whether the CPU has bf16 arithmetic units (any of :data:`BF16_CPU_FLAGS` among its Linux flags).
+
+    False where ``cpuinfo`` cannot be read (macOS, Windows): float32 is the safe choice there.
+    """
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as handle:
+            flags = {word for line in handle if line.startswith("flags") for word in line.split()}
+    except OSError:
+        return False
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
+
+
+def resolve_precision(policy: str, cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str:
+    """The Keras dtype policy to train with: ``policy``, or for "auto" ``mixed_bfloat16`` where the CPU
+    has bf16 units (:func:`cpu_has_bfloat16`) and ``float32`` elsewhere.
+
+    Raises:
+        ValueError: ``policy`` is not one of :data:`PRECISIONS`.
+    """
+    if policy not in PRECISIONS:
+        raise ValueError(f"unknown mixed_precision {policy!r}; choose one of {PRECISIONS}")
+    if policy != "auto":
+        return policy
+    return "mixed_bfloat16" if cpu_has_bfloat16(cpuinfo) else "float32"
 
 
 def get_profile(name: str, **overrides) -> Profile:

@@ -64,8 +64,9 @@ pd.Series(resolve(config), dtype=object).to_frame("value")
 # augmentation is photometric only (brightness, contrast, saturation, hue); the few-shot target runs
 # of notebook 05 add the SSD paper's zoom-out and IoU-constrained crops. Neither flips images: a flip
 # turns "turn left" into "turn right". The `cpu` profile trains in `mixed_bfloat16` (bf16 arithmetic,
-# float32 weights, loss and outputs): on a CPU with AVX-512 bf16 units that is about 1.6x faster per
-# step, with the same mAP as float32 (`mixed_precision` in the table above). If the session dies,
+# float32 weights, loss and outputs) where the CPU has bf16 units (AVX-512 BF16 or AMX): about 1.6x
+# faster per step there, with the same mAP as float32. Elsewhere bf16 is emulated and several times
+# slower, so it trains in float32 (`mixed_precision` in the table above says which). If the session dies,
 # running the cell again resumes after the last finished epoch and ends with the same numbers; once
 # the run is finished, the cell only reads its rows back.
 
