@@ -134,6 +134,17 @@ def test_summarize_takes_the_final_epoch_mean_and_std_over_seeds():
     assert row["val_map50_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
 
 
+def test_summarize_keeps_runs_that_differ_in_more_than_the_seed_apart():
+    rows = [dict(run_key=f"k{l2}-{seed}", stage="target", country="germany", strategy="finetune",
+                 freeze_point=None, num_target_images=50, seed=seed, learning_rate=1e-4, epoch=1,
+                 l2_regularization=l2, profile="cpu", val_map50=value, epoch_seconds=1.0)
+            for l2, seed, value in ((0.0, 0, 0.7), (0.0, 1, 0.6), (0.0005, 0, 0.2))]
+    summary = summarize(pd.DataFrame(rows)).set_index("l2_regularization")
+    assert list(summary["num_seeds"].sort_index()) == [2, 1]
+    assert summary.loc[0.0, "val_map50_mean"] == pytest.approx(0.65)
+    assert summary.loc[0.0005, "val_map50_mean"] == pytest.approx(0.2)
+
+
 # --- end-to-end runs -----------------------------------------------------------------------------
 
 

@@ -81,6 +81,10 @@ MAP_IOU = 0.5
 #: Strategies a sweep runs when none are named (``imagenet`` needs width 1.0 and a download).
 DEFAULT_STRATEGIES = ("scratch", "freeze:block3", "finetune", "two_stage", "head_only")
 
+#: Configuration columns besides stage, country, images, strategy and learning rate that make two runs
+#: different experiments (not seeds of one); :func:`summarize` never averages across them.
+COMPARABILITY_COLUMNS = ("profile", "optimizer", "schedule", "l2_regularization", "preprocessing", "total_steps")
+
 #: Columns of the results table, in order; one row per run and epoch.
 RESULT_COLUMNS: tuple[str, ...] = (
     "run_key", "stage", "country", "strategy", "freeze_point", "num_target_images", "seed", "profile",
@@ -344,6 +348,11 @@ def _append_rows(results_dir: Path, rows: list[dict[str, Any]]) -> None:
 def summarize(results: "pd.DataFrame", metric: str = "val_map50") -> "pd.DataFrame":
     """Final-epoch ``metric`` per stage x country x strategy x images x learning rate: mean, std, seeds.
 
+    Runs are averaged only when they differ in nothing but the seed: the columns of
+    :data:`COMPARABILITY_COLUMNS` (profile, L2 factor, optimizer, schedule, preprocessing, budget) that
+    the table has are grouping keys too, so notebook 05's runs (L2 0.0005) and a ``tlutils sweep``
+    (L2 0 by default) in one results file stay apart.
+
     Args:
         results: a table from :func:`load_results` / :func:`run` / :func:`sweep`.
         metric: the column to summarize (``val_map50``, ``coco_map``, ``val_loss`` ...).
@@ -365,7 +374,9 @@ def summarize(results: "pd.DataFrame", metric: str = "val_map50") -> "pd.DataFra
     ]
     seconds = table.groupby("run_key")["epoch_seconds"].sum().rename("seconds")
     final = table.loc[table.groupby("run_key")["epoch"].idxmax()].join(seconds, on="run_key")
+    # runs that differ in anything but the seed are not repeats of one another: never average them
     keys = ["stage", "country", "num_target_images", "strategy", "learning_rate"]
+    keys += [column for column in COMPARABILITY_COLUMNS if column in table.columns]
     summary = (
         final.groupby(keys, dropna=False)
         .agg(**{
@@ -928,6 +939,7 @@ class _wide_pandas:
 
 __all__ = [
     "DEFAULT_STRATEGIES",
+    "COMPARABILITY_COLUMNS",
     "RESULT_COLUMNS",
     "RunConfig",
     "evaluate_detector",
