@@ -374,7 +374,6 @@ def summarize(results: "pd.DataFrame", metric: str = "val_map50") -> "pd.DataFra
     ]
     seconds = table.groupby("run_key")["epoch_seconds"].sum().rename("seconds")
     final = table.loc[table.groupby("run_key")["epoch"].idxmax()].join(seconds, on="run_key")
-    # runs that differ in anything but the seed are not repeats of one another: never average them
     keys = ["stage", "country", "num_target_images", "strategy", "learning_rate"]
     keys += [column for column in COMPARABILITY_COLUMNS if column in table.columns]
     summary = (

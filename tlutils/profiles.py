@@ -19,6 +19,8 @@ PRECISIONS = ("float32", "mixed_bfloat16", "auto")
 #: AVX2-only AMD EPYC the cpu profile's SSD trained 7.5x *slower* in mixed_bfloat16 than in float32
 #: (1.3 vs 10.1 images/s); on an AVX-512 BF16 EPYC it trained 1.6x faster.
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+#: Where Linux lists the CPU's flags.
+CPUINFO = "/proc/cpuinfo"
 
 
 @dataclass(frozen=True)
@@ -94,20 +96,21 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def cpu_has_bfloat16(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
+def cpu_has_bfloat16(cpuinfo: str | os.PathLike = CPUINFO) -> bool:
     """Whether the CPU has bf16 arithmetic units (any of :data:`BF16_CPU_FLAGS` among its Linux flags).
 
-    False where ``cpuinfo`` cannot be read (macOS, Windows): float32 is the safe choice there.
+    Reads up to the first ``flags`` line only (every core lists the same, and ``resolve`` asks for
+    every run key). False where ``cpuinfo`` cannot be read (macOS, Windows): float32 is the safe choice there.
     """
     try:
         with open(cpuinfo, encoding="utf-8", errors="replace") as handle:
-            flags = {word for line in handle if line.startswith("flags") for word in line.split()}
+            flags = next((line.split() for line in handle if line.startswith("flags")), [])
     except OSError:
         return False
     return any(flag in flags for flag in BF16_CPU_FLAGS)
 
 
-def resolve_precision(policy: str, cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str:
+def resolve_precision(policy: str, cpuinfo: str | os.PathLike = CPUINFO) -> str:
     """The Keras dtype policy to train with: ``policy``, or for "auto" ``mixed_bfloat16`` where the CPU
     has bf16 units (:func:`cpu_has_bfloat16`) and ``float32`` elsewhere.
 
