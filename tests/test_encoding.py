@@ -7,7 +7,7 @@ import pytest
 from keras import ops
 
 from tlutils.anchors import AnchorConfig, generate_anchors
-from tlutils.encoding import VARIANCES, decode_boxes, encode
+from tlutils.encoding import VARIANCES, decode_boxes, decode_rows, encode
 
 pytestmark = pytest.mark.core
 
@@ -228,6 +228,21 @@ def test_decode_boxes_batched_equals_numpy(rng):
     got = decode_boxes(ops.convert_to_tensor(offsets), anchors)
     assert tuple(got.shape) == (2, len(anchors), 4)
     np.testing.assert_allclose(ops.convert_to_numpy(got), expected, atol=1e-5)
+
+
+def test_decode_rows_equals_decode_boxes_row_by_row(rng):
+    anchors = generate_anchors(AnchorConfig.from_feature_maps(64, (4, 2, 1)))
+    offsets = rng.normal(size=(len(anchors), 4)).astype(np.float32)
+    rows = rng.permutation(len(anchors))[:25]  # candidates: any anchors, in any order
+    expected = ops.convert_to_numpy(decode_boxes(offsets, anchors))[rows]
+    got = decode_rows(offsets[rows], anchors[rows], VARIANCES)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_decode_rows_rejects_rows_without_their_anchors():
+    with pytest.raises(ValueError, match="both have shape"):
+        decode_rows(np.zeros((3, 4)), np.ones((2, 4)))
 
 
 def test_decode_of_zero_offsets_is_the_anchor():

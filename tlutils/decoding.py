@@ -20,7 +20,7 @@ over images and classes (no Python loop over anchors, boxes or classes):
    ``M`` best candidates, found on ``(B, A)`` maxima instead of all ``(B, A, C)`` scores); images
    that end with fewer than ``top_k`` boxes while candidates remain go again with ``M`` doubled.
    The result is exactly that of NMS over all candidates. Only the candidates' boxes are decoded
-   (``tlutils.encoding.decode_boxes``).
+   (``tlutils.encoding.decode_rows``, the NumPy twin of ``decode_boxes``).
 2. **NMS.** Pairs of candidates of the same image and class that can overlap enough are listed with
    a sweep line over ``xmin`` (IoU > t needs the x-ranges to overlap by more than t times either
    width), their IoU computed in one vector, and the greedy NMS is resolved on this overlap graph in
@@ -41,7 +41,7 @@ import numpy as np
 from keras import ops
 
 from tlutils.boxes import iou_numpy
-from tlutils.encoding import VARIANCES, decode_boxes
+from tlutils.encoding import VARIANCES, decode_rows
 
 Tensor = Any  # a NumPy array or a backend tensor
 
@@ -58,8 +58,6 @@ NMS_TOP_K = 400
 #: Slack of the sweep line that lists candidate pairs for NMS: pairs whose IoU is within float rounding
 #: of the threshold are still compared exactly.
 PAIR_MARGIN = 1e-6
-#: Smallest number of rows decoded at once (see ``_decode_rows``).
-DECODE_BUCKET = 1024
 #: The first candidate pass of an image covers ``CANDIDATE_FACTOR * top_k`` candidates (see step 1).
 CANDIDATE_FACTOR = 2
 
@@ -109,7 +107,7 @@ def decode_detections(
         candidates, complete = _candidates(object_scores, best_scores, pending, budget, score_threshold)
         position, anchor_index, labels, scores = candidates  # position: index into `pending`
         image_index = pending[position]
-        boxes = _decode_rows(offsets[image_index, anchor_index], anchors[anchor_index], variances)
+        boxes = np.clip(decode_rows(offsets[image_index, anchor_index], anchors[anchor_index], variances), 0.0, 1.0)
         groups = image_index * object_scores.shape[-1] + labels  # one group per image and class
         kept = batched_nms(boxes, scores, groups, iou_threshold, max_per_group=nms_top_k)
         kept = kept[np.argsort(position[kept], kind="stable")]  # by image, descending score within
@@ -153,21 +151,6 @@ def _candidates(
     row, class_index = np.nonzero((anchor_scores > score_threshold) & (anchor_scores >= cut[position, None]))
     labels = class_index.astype(np.int32) + 1
     return (position[row], anchor_index[row], labels, anchor_scores[row, class_index]), covered
-
-
-def _decode_rows(offsets: np.ndarray, anchors: np.ndarray, variances: Sequence[float]) -> np.ndarray:
-    """``decode_boxes`` of ``(N, 4)`` offsets, row by row with ``(N, 4)`` anchors; clipped corners ``(N, 4)``.
-
-    Only the candidates are decoded (a few thousand rows instead of B x A). Rows are padded to a power
-    of two (at least ``DECODE_BUCKET``) so that backends compiling per shape (JAX) see few shapes.
-    """
-    size = max(DECODE_BUCKET, 1 << max(len(offsets) - 1, 0).bit_length())
-    padded_offsets = np.zeros((size, 4), np.float32)
-    padded_anchors = np.zeros((size, 4), np.float32)  # zero-size anchors decode to harmless points
-    padded_offsets[: len(offsets)] = offsets
-    padded_anchors[: len(anchors)] = anchors
-    corners = ops.convert_to_numpy(decode_boxes(padded_offsets, padded_anchors, variances))[: len(offsets)]
-    return np.clip(corners, 0.0, 1.0).astype(np.float32)
 
 
 def _check_shapes(logits_shape: tuple, offsets_shape: tuple, anchors_shape: tuple) -> None:

@@ -8,7 +8,9 @@ Conventions: coordinates are normalized to [0, 1]; ground-truth boxes are **corn
 calls (target: <= 1 ms per image against SSD300's 8732 anchors; through ``keras.ops``,
 ``tlutils.boxes.iou`` alone takes ~4 ms and ``to_centroids`` of 10 boxes ~0.25 ms, see
 scripts/bench_encoding.py).
-``decode_boxes`` runs on network outputs and uses ``keras.ops`` on every backend.
+``decode_boxes`` runs on network outputs and uses ``keras.ops`` on every backend; ``decode_rows`` is its
+NumPy twin for post-processing a few thousand candidate rows (``tlutils.decoding``), where a backend
+round trip costs more than the arithmetic.
 
 Matching (section 2.2, "Matching strategy", of Liu et al., "SSD: Single Shot MultiBox Detector",
 ECCV 2016, arXiv 1512.02325):
@@ -110,6 +112,21 @@ def decode_boxes(box_offsets: Tensor, anchors: Tensor, variances: Sequence[float
     centers = anchors[:, :2] + box_offsets[..., :2] * scale[:2] * anchors[:, 2:]
     sizes = anchors[:, 2:] * ops.exp(box_offsets[..., 2:] * scale[2:])
     return to_corners(ops.concatenate([centers, sizes], axis=-1))
+
+
+def decode_rows(box_offsets: np.ndarray, anchors: np.ndarray, variances: Sequence[float] = VARIANCES) -> np.ndarray:
+    """``decode_boxes`` in NumPy, row by row: ``(N, 4)`` offsets with their own ``(N, 4)`` centroid anchors
+    -> ``(N, 4)`` float32 corners (not clipped).
+    """
+    box_offsets, anchors = np.asarray(box_offsets, np.float32), np.asarray(anchors, np.float32)
+    if box_offsets.ndim != 2 or box_offsets.shape[1] != 4 or anchors.shape != box_offsets.shape:
+        raise ValueError(
+            f"box_offsets and anchors must both have shape (N, 4), got {box_offsets.shape} and {anchors.shape}"
+        )
+    scale = _check_variances(variances)
+    centers = anchors[:, :2] + box_offsets[:, :2] * scale[:2] * anchors[:, 2:]
+    half_sizes = anchors[:, 2:] * np.exp(box_offsets[:, 2:] * scale[2:]) / 2.0
+    return np.concatenate([centers - half_sizes, centers + half_sizes], axis=1)
 
 
 def _match(overlaps: np.ndarray, pos_iou: float, neg_iou: float) -> tuple[np.ndarray, np.ndarray]:
