@@ -27,10 +27,10 @@ over images and classes (no Python loop over anchors, boxes or classes):
    rounds: keep every undecided box that no undecided higher-scored box overlaps, suppress what it
    overlaps. Each round decides at least the best undecided box of every class.
 
-Timing (scripts/bench_decoding.py, a batch of 32 SSD300 outputs, 4 or 20 classes, random or realistic
-logits, TensorFlow on 2 CPU cores shared with other work): median 24-33 ms wall clock per batch at a
-load average of ~3.7, 23-41 ms of CPU time at any load; about a third of it is the softmax. On JAX the
-20-class softmax alone takes ~35 ms on this CPU (XLA's reduction over 21 classes).
+Timing (scripts/bench_decoding.py, a batch of 32 SSD300 outputs, random or realistic logits,
+TensorFlow on 2 idle CPU cores of an AVX-512 EPYC): median 26-40 ms per batch with 4 or 14 classes,
+30-46 ms with 20, 49-58 ms with 43; the softmax is 8-30 ms of it. On JAX the 20-class softmax alone
+takes ~35 ms on such a CPU (XLA's reduction over 21 classes).
 """
 
 from __future__ import annotations
