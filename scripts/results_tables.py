@@ -27,10 +27,12 @@ def country_table(summary, country: str) -> str:
     """The Markdown table of one country: strategies (best at the largest size first) x sizes."""
     rows = summary[summary["country"] == country]
     sizes = sorted(rows["num_target_images"].unique())
-    order = rows[rows["num_target_images"] == sizes[-1]].sort_values("val_map50_mean", ascending=False)
+    # Best at the largest size first; strategies not run at that size follow in their own order.
+    ranked = rows.sort_values(["num_target_images", "val_map50_mean"], ascending=[False, False])
+    strategies = list(dict.fromkeys(ranked["strategy"]))
     lines = ["| strategy | " + " | ".join(f"{size} images" for size in sizes) + " |",
              "|---|" + "---|" * len(sizes)]
-    for strategy in order["strategy"]:
+    for strategy in strategies:
         cells = []
         for size in sizes:
             match = rows[(rows["strategy"] == strategy) & (rows["num_target_images"] == size)]
