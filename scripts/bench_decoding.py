@@ -28,7 +28,7 @@ from keras import ops
 from tlutils.anchors import AnchorConfig, generate_anchors
 from tlutils.bench import detector_like_outputs as realistic_outputs
 from tlutils.bench import median_seconds
-from tlutils.decoding import decode_detections
+from tlutils.decoding import _as_numpy, decode_detections
 
 
 def random_outputs(rng: np.random.Generator, batch: int, num_anchors: int, num_classes: int) -> tuple:
@@ -41,7 +41,7 @@ def random_outputs(rng: np.random.Generator, batch: int, num_anchors: int, num_c
 def softmax_part(logits) -> list[np.ndarray]:
     """What ``decode_detections`` computes on the backend: probabilities and their per-anchor maximum."""
     probabilities = ops.softmax(logits, axis=-1)
-    return [ops.convert_to_numpy(probabilities), ops.convert_to_numpy(ops.max(probabilities[..., 1:], axis=-1))]
+    return [_as_numpy(probabilities), _as_numpy(ops.max(probabilities[..., 1:], axis=-1))]
 
 
 def median_milliseconds(function, repeat: int) -> tuple[float, float]:

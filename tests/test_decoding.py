@@ -217,3 +217,21 @@ def test_bad_input_raises(rng):
         decode_detections(logits, offsets, anchors, iou_threshold=0.0)
     with pytest.raises(ValueError, match="top_k must be a positive integer"):
         decode_detections(logits, offsets, anchors, top_k=0)
+
+
+def test_as_numpy_shares_numpy_arrays_and_falls_back_to_keras(monkeypatch):
+    """The decoder reads backend tensors without a copy where it can, and still takes any other tensor."""
+    import tlutils.decoding as decoding
+
+    array = np.arange(6, dtype=np.float32).reshape(2, 3)
+    assert decoding._as_numpy(array) is array
+    np.testing.assert_array_equal(decoding._as_numpy(ops.convert_to_tensor(array)), array)
+
+    class NoArrayProtocol:  # like a torch tensor on a GPU: np.asarray refuses it
+        def __array__(self, *args, **kwargs):
+            raise TypeError("copy it to the host first")
+
+    calls = []
+    monkeypatch.setattr(decoding.ops, "convert_to_numpy", lambda tensor: calls.append(tensor) or array)
+    assert decoding._as_numpy(NoArrayProtocol()) is array
+    assert len(calls) == 1
