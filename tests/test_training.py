@@ -96,6 +96,25 @@ def test_logged_values_are_the_multibox_loss_and_the_regularizers(trained):
     np.testing.assert_allclose(logs["loss"], logs["localization"] + logs["confidence"] + regularization, rtol=1e-5)
 
 
+def test_evaluate_detector_gives_keras_evaluate_losses_from_its_one_pass(trained):
+    """The runner's validation pass (detections + losses together) reports what ``evaluate`` does."""
+    from tlutils.experiment import evaluate_detector
+
+    trainer, _ = trained
+    batches = Batches(3, seed=5)  # unequal batches are not needed: Keras weights by batch size anyway
+    batches.input_size = IMAGE_SIZE
+    rng = np.random.default_rng(3)
+    anchors = np.concatenate([rng.uniform(0.2, 0.8, (NUM_ANCHORS, 2)), rng.uniform(0.1, 0.3, (NUM_ANCHORS, 2))], 1)
+    truths = [{"boxes": np.array([[0.1, 0.1, 0.5, 0.5]]), "labels": np.array([1])}] * (3 * BATCH_SIZE)
+    expected = trainer.evaluate(batches, verbose=0, return_dict=True)
+    scores = evaluate_detector(trainer, batches, truths, anchors.astype("float32"), losses=True)
+    assert regularization_of(trainer.detector) > 0.01 * expected["loss"]  # the L2 part is really checked
+    for name in ("loss", "localization", "confidence"):
+        np.testing.assert_allclose(scores[name], expected[name], rtol=1e-5, err_msg=name)
+    assert 0.0 <= scores["map50"] <= 1.0
+    assert "loss" not in evaluate_detector(trainer, batches, truths, anchors.astype("float32"))
+
+
 def test_call_returns_the_detector_outputs(trained):
     trainer, _ = trained
     images, _ = Batches(1, seed=3)[0]

@@ -11,9 +11,9 @@
 3. **Training** -- ``tlutils.transfer.prepare`` builds the detector and its plan of phases; each phase is
    compiled (a fresh optimizer; Keras must recompile after ``trainable`` changes) and trained with
    ``SSDTrainer.fit`` for its epochs of ``steps_per_epoch`` steps. Every strategy gets the same budget.
-4. **Evaluation, every epoch** -- ``val_loss`` (and its parts) with ``SSDTrainer.evaluate`` and
-   ``val_map50``: Pascal VOC all-points mAP at IoU 0.5 on the country's validation set; COCO mAP
-   (0.5:0.95) after the last epoch.
+4. **Evaluation, every epoch** -- one pass of the detector over the country's validation set gives
+   ``val_loss`` (and its parts) and ``val_map50``: Pascal VOC all-points mAP at IoU 0.5; COCO mAP
+   (0.5:0.95) after the last epoch (:func:`evaluate_detector`).
 5. **Results** -- one row per epoch (:data:`RESULT_COLUMNS`) appended to ``results_dir/results.csv``
    when the run finishes, keyed by ``run_key``: a stable hash of the resolved configuration.
 
@@ -555,8 +555,7 @@ def _load_state(state_dir: Path) -> tuple[int, list[dict[str, Any]]]:
     return epochs_done, rows
 
 
-def _restore_optimizer(state_dir: Path, optimizer: Any, variables: list[Any]) -> None:
-    optimizer.build(variables)
+def _restore_optimizer(state_dir: Path, optimizer: Any) -> None:
     with np.load(state_dir / "optimizer.npz") as stored:
         optimizer.load_own_variables({key: stored[key] for key in stored.files})
 
@@ -595,11 +594,17 @@ def _num_params(weights: Iterable[Any]) -> int:
 
 
 def evaluate_detector(model: "keras.Model", sequence: "DetectionSequence", truths: list[dict[str, np.ndarray]],
-                      anchors: np.ndarray, coco: bool = False) -> dict[str, float]:
+                      anchors: np.ndarray, coco: bool = False, losses: bool = False) -> dict[str, float]:
     """``map50`` (VOC all-points mAP at IoU 0.5) and, with ``coco``, ``coco_map`` on a validation set.
 
+    With ``losses``, also the validation loss from the same forward pass (what ``SSDTrainer.evaluate``
+    reports, without a second pass over the data): ``localization`` and ``confidence`` (the MultiBox
+    terms) and ``loss`` (their weighted sum + the detector's L2 regularization), each averaged over
+    the batches weighted by batch size, like Keras' ``evaluate``.
+
     Args:
-        model: a detector or an ``SSDTrainer`` (a compiled trainer predicts with its compiled step).
+        model: a detector or an ``SSDTrainer`` (a compiled trainer predicts with its compiled step;
+            its ``MultiBoxLoss`` gives the losses, a plain detector uses ``MultiBoxLoss()``).
         sequence: validation batches built with ``shuffle=False``, so predictions line up with ``truths``.
         truths: ``tlutils.data.pipeline.ground_truths_for_eval(sequence)``.
         anchors: the detector's anchors ``(A, 4)``.
@@ -608,15 +613,48 @@ def evaluate_detector(model: "keras.Model", sequence: "DetectionSequence", truth
     from tlutils.evaluation import coco_map, mean_average_precision
 
     detections: list[dict[str, np.ndarray]] = []
+    loss_sums = _LossSums(model) if losses else None
     for index in range(len(sequence)):
-        images, _ = sequence[index]
+        images, targets = sequence[index]
         outputs = model.predict_on_batch(images)
         detections.extend(decode_detections(outputs["class_logits"], outputs["box_offsets"], anchors))
+        if loss_sums is not None:
+            loss_sums.add(targets, outputs)
     scores = {"map50": float(mean_average_precision(detections, truths, iou_threshold=MAP_IOU,
                                                     method="all_points")["map"])}
     if coco:
         scores["coco_map"] = float(coco_map(detections, truths, image_size=sequence.input_size)["map"])
+    if loss_sums is not None:
+        scores.update(loss_sums.means())
     return scores
+
+
+class _LossSums:
+    """Batch-size-weighted sums of the MultiBox terms over a validation pass (see ``evaluate_detector``)."""
+
+    def __init__(self, model: "keras.Model") -> None:
+        from tlutils.losses import MultiBoxLoss
+
+        self.model = model
+        self.multibox = getattr(model, "multibox", None) or MultiBoxLoss()
+        self.sums = {name: 0.0 for name in _VAL_LOGS if name != "loss"}
+        self.images = 0
+
+    def add(self, targets: Mapping[str, np.ndarray], outputs: Mapping[str, Any]) -> None:
+        components = self.multibox.components(dict(targets), dict(outputs))
+        batch = len(targets["class_targets"])
+        for name in self.sums:
+            self.sums[name] += float(components[name]) * batch
+        self.images += batch
+
+    def means(self) -> dict[str, float]:
+        """``{"localization", "confidence", "loss"}``; ``loss`` includes the model's regularization."""
+        from keras import ops
+
+        means = {name: total / max(self.images, 1) for name, total in self.sums.items()}
+        regularization = sum(float(ops.sum(term)) for term in self.model.losses)
+        means["loss"] = means["confidence"] + self.multibox.loc_weight * means["localization"] + regularization
+        return means
 
 
 def _epoch_callback(**kwargs: Any) -> Any:
@@ -768,8 +806,11 @@ class _Training:
                 apply_phase(self.detector, phase)
                 self.trainer.compile(optimizer=_make_optimizer(self.config.optimizer, phase, self.config.schedule),
                                      jit_compile=_jit_compile())
+                # Built here, not inside the first traced step: TensorFlow traces a step that creates
+                # variables twice (4 s each for the cpu profile's SSD on a 2-core CPU).
+                self.trainer.optimizer.build(self.trainer.trainable_variables)
                 if start > first_epoch:  # resuming inside this phase: its optimizer state continues
-                    _restore_optimizer(self.state_dir, self.trainer.optimizer, self.trainer.trainable_variables)
+                    _restore_optimizer(self.state_dir, self.trainer.optimizer)
                 self.trainer.fit(
                     self.data.train, epochs=last_epoch, initial_epoch=start, shuffle=False,
                     verbose=verbose if verbose in (0, 2) else 1,
@@ -782,10 +823,10 @@ class _Training:
         """Evaluate, add the val numbers to ``logs`` (for TensorBoard), record the row, save the state."""
         last = epoch == len(self.per_epoch) - 1
         started = time.perf_counter()
-        val = self.trainer.evaluate(self.data.val, verbose=0, return_dict=True)
-        scores = evaluate_detector(self.trainer, self.data.val, self.data.val_truths, self.data.anchors, coco=last)
+        scores = evaluate_detector(self.trainer, self.data.val, self.data.val_truths, self.data.anchors,
+                                   coco=last, losses=True)
         eval_seconds = time.perf_counter() - started
-        logs.update({f"val_{name}": float(val[name]) for name in _VAL_LOGS}, val_map50=scores["map50"])
+        logs.update({f"val_{name}": scores[name] for name in _VAL_LOGS}, val_map50=scores["map50"])
         self.rows.append(self._row(epoch, logs, scores, train_seconds, eval_seconds))
         if last:
             self.detector.save(self.checkpoint)
