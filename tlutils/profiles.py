@@ -1,7 +1,7 @@
 """Run profiles: one place that says how big everything is on CI, on a laptop CPU and on a GPU.
 
 ``ci`` runs each notebook in seconds (tests), ``cpu`` is sized for the whole course on a 2-core laptop
-(aimed at 20 minutes; measured 35 minutes end to end on a 2-core AVX-512 BF16 EPYC, see the README),
+(aimed at 20 minutes; measured 32 minutes end to end on a 2-core AVX-512 BF16 EPYC, see the README),
 ``gpu`` is the paper's SSD300 (width 1.0, input 300). Notebooks take ``PROFILE`` as a
 papermill parameter and read the rest from here, so a rerun with another profile changes every knob
 consistently.
