@@ -84,3 +84,21 @@ def test_quick_bench_writes_every_key(tmp_path, capsys):
     table = capsys.readouterr().out
     for row in TABLE_ROWS:
         assert row[2] in table
+
+
+def test_triton_is_kept_out_only_where_tensorflow_is_loaded(monkeypatch):
+    """Triton's LLVM crashed a process holding TensorFlow's; the peer's import keeps it out there."""
+    import sys
+    import types
+
+    from tlutils.bench import keep_triton_out
+
+    monkeypatch.delitem(sys.modules, "triton", raising=False)
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
+    keep_triton_out()
+    assert "triton" not in sys.modules
+    monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
+    keep_triton_out()
+    assert sys.modules["triton"] is None
+    with pytest.raises(ImportError):
+        import triton  # noqa: F401

@@ -491,6 +491,13 @@ _TORCHVISION_OPS = (
 _torchvision_library: Any = None  # kept alive: dropping a torch.library.Library undoes its definitions
 
 
+def keep_triton_out() -> None:
+    """Make ``import triton`` fail (torch then treats Triton as absent) if TensorFlow is loaded and
+    Triton is not yet: see :func:`import_torchvision`."""
+    if "tensorflow" in sys.modules and "triton" not in sys.modules:
+        sys.modules["triton"] = None  # `import triton` raises ImportError from now on
+
+
 def import_torchvision() -> tuple[Any, str]:
     """``import torchvision``, working around a torchvision wheel whose C++ ops cannot load.
 
@@ -498,8 +505,14 @@ def import_torchvision() -> tuple[Any, str]:
     extension (nms, roi_align, ...) does not load and the import then fails registering a kernel for
     ``torchvision::nms``. Training an SSD uses none of those ops (only inference's NMS does), so the two
     schemas are declared and the import retried. Returns the module and a note ("" when not needed).
+
+    In a process that has loaded TensorFlow, Triton (torch's GPU kernel compiler, imported by
+    ``torch._dynamo``) is kept out: its C extension bundles its own LLVM and loading it next to
+    TensorFlow's crashed the process (SIGSEGV in ``import triton``; torch 2.14.1 CUDA wheel, TensorFlow
+    2.21). A training step on the CPU never uses Triton, and torch treats it as not installed.
     """
     global _torchvision_library
+    keep_triton_out()
     import torch
 
     try:
