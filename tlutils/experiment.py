@@ -637,7 +637,7 @@ class _LossSums:
 
         self.model = model
         self.multibox = getattr(model, "multibox", None) or MultiBoxLoss()
-        self.sums = {name: 0.0 for name in _VAL_LOGS if name != "loss"}
+        self.sums = {name: 0.0 for name in _VAL_LOGS}
         self.images = 0
 
     def add(self, targets: Mapping[str, np.ndarray], outputs: Mapping[str, Any]) -> None:
@@ -648,12 +648,11 @@ class _LossSums:
         self.images += batch
 
     def means(self) -> dict[str, float]:
-        """``{"localization", "confidence", "loss"}``; ``loss`` includes the model's regularization."""
-        from keras import ops
+        """``{"loss", "localization", "confidence"}``; ``loss`` includes the model's regularization."""
+        from tlutils.model import regularization_loss
 
         means = {name: total / max(self.images, 1) for name, total in self.sums.items()}
-        regularization = sum(float(ops.sum(term)) for term in self.model.losses)
-        means["loss"] = means["confidence"] + self.multibox.loc_weight * means["localization"] + regularization
+        means["loss"] += float(regularization_loss(self.model))
         return means
 
 
