@@ -14,9 +14,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tlutils.anchors import AnchorConfig, generate_anchors
+from tlutils.data.augment import Augmenter
+from tlutils.data.pipeline import DetectionSequence
 from tlutils.experiment import (
     RESULT_COLUMNS,
     RunConfig,
+    _step_dataset,
+    _StepBatches,
     expand_grid,
     load_results,
     run,
@@ -143,6 +148,40 @@ def test_summarize_keeps_runs_that_differ_in_more_than_the_seed_apart():
     assert list(summary["num_seeds"].sort_index()) == [2, 1]
     assert summary.loc[0.0, "val_map50_mean"] == pytest.approx(0.65)
     assert summary.loc[0.0005, "val_map50_mean"] == pytest.approx(0.2)
+
+
+# --- the training batches ------------------------------------------------------------------------
+
+
+def tiny_sequence() -> DetectionSequence:
+    """5 one-box images: 3 batches of 2 a pass, augmented and shuffled per pass."""
+    rng = np.random.default_rng(0)
+    samples = [(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8), np.array([[8.0, 8.0, 30.0, 30.0]]),
+                np.array([1])) for _ in range(5)]
+    anchors = generate_anchors(AnchorConfig.from_feature_maps(32, (4, 2)))
+    return DetectionSequence(samples, anchors, None, batch_size=2, augmenter=Augmenter(32), seed=3)
+
+
+def test_step_batches_depend_on_the_global_step_only():
+    sequence = tiny_sequence()
+    steps = _StepBatches(sequence, steps_per_epoch=4)  # 4 steps an epoch over 3 batches a pass
+    steps.epoch = 2  # global steps 8..11: pass 2 batches 2, pass 3 batches 0, 1, 2
+    got = [steps.batch(index)[0] for index in reversed(range(4))][::-1]
+    for image, (passes, batch) in zip(got, [(2, 2), (3, 0), (3, 1), (3, 2)]):
+        reference = tiny_sequence()
+        reference.set_epoch(passes)
+        np.testing.assert_array_equal(image, reference[batch][0])
+    assert sequence.epoch == 0
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data is TensorFlow's")
+def test_fit_reads_the_runner_batches_without_tf_data_autotuning():
+    # Autotuning's optimization thread made the next epoch's first step wait up to ~40 s (see
+    # TRAIN_WORKERS); Keras switches it off for a PyDataset read by its own enqueuer.
+    from keras.src.trainers.data_adapters import get_data_adapter
+
+    dataset = get_data_adapter(_step_dataset(tiny_sequence(), steps_per_epoch=4)).get_tf_dataset()
+    assert dataset.options().autotune.enabled is False
 
 
 # --- end-to-end runs -----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ with ``KERAS_BACKEND=jax`` (training through the JAX backend, thread workers inc
 from __future__ import annotations
 
 import pickle
+from concurrent.futures import ThreadPoolExecutor
 
 import keras
 import numpy as np
@@ -131,6 +132,23 @@ def test_same_seed_same_batches_new_epoch_new_batches(samples, anchors):
     # Not only the order: each image's augmentation changes with the epoch too.
     redrawn = [np.array_equal(first.sample(i, epoch=0)[0], first.sample(i, epoch=1)[0]) for i in range(NUM_SAMPLES)]
     assert not any(redrawn)
+
+
+def test_batch_of_an_explicit_epoch_leaves_the_sequence_alone_and_threads_agree(samples, anchors):
+    sequence = DetectionSequence(samples, anchors, LABEL_MAP, batch_size=3, augmenter=Augmenter(SIZE), seed=2)
+    reference = DetectionSequence(samples, anchors, LABEL_MAP, batch_size=3, augmenter=Augmenter(SIZE), seed=2)
+    wanted = []
+    for epoch in range(3):
+        reference.set_epoch(epoch)
+        wanted += [(epoch, index, reference[index]) for index in range(len(reference))]
+    with ThreadPoolExecutor(4) as pool:  # mixed epochs, out of order, at the same time
+        built = list(pool.map(lambda job: sequence.batch(job[1], epoch=job[0]), reversed(wanted)))
+    assert sequence.epoch == 0  # nothing moved the sequence's own epoch
+    for (epoch, index, (images, targets)), (got_images, got_targets) in zip(reversed(wanted), built):
+        np.testing.assert_array_equal(got_images, images, err_msg=f"epoch {epoch} batch {index}")
+        for key in targets:
+            np.testing.assert_array_equal(got_targets[key], targets[key])
+    assert not np.array_equal(sequence.batch(0, epoch=1)[0], sequence[0][0])
 
 
 def test_pickled_sequence_gives_the_same_batches(samples, anchors):

@@ -78,6 +78,12 @@ SGD_MOMENTUM = 0.9  # SSD paper, section 3: SGD with momentum 0.9
 #: own seed picks the subset, the initialization, the batch order and the augmentation.
 WORLD_SEEDS = {"train": 0, "val": 1}
 MAP_IOU = 0.5
+#: Threads that build the training batches. More than one makes Keras feed ``fit`` through its own
+#: ordered enqueuer and switch tf.data autotuning off: with one, TensorFlow autotunes a prefetch whose
+#: optimization thread sleeps in periods that double up to a minute, and each epoch's iterator, when
+#: freed at the next epoch's first step, waits that sleep out (0-40 s idle starts of the cpu profile's
+#: 300-step source epochs, in 5 of 12 epochs of one course run).
+TRAIN_WORKERS = 2
 #: Strategies a sweep runs when none are named (``imagenet`` needs width 1.0 and a download).
 DEFAULT_STRATEGIES = ("scratch", "freeze:block3", "finetune", "two_stage", "head_only")
 
@@ -423,7 +429,8 @@ class _StepBatches:
 
     Batch ``i`` of epoch ``e`` is global batch ``g = e * steps_per_epoch + i``: batch ``g mod n`` of
     pass ``g // n`` over the data (``n`` batches a pass), so a tiny few-shot set is simply passed over
-    several times per epoch, each pass in a new order with new augmentation.
+    several times per epoch, each pass in a new order with new augmentation. A batch depends on ``g``
+    only, so worker threads may build the batches of an epoch in any order.
     """
 
     def __init__(self, sequence: "DetectionSequence", steps_per_epoch: int):
@@ -433,9 +440,7 @@ class _StepBatches:
 
     def batch(self, index: int) -> Any:
         passes, batch = divmod(self.epoch * self.steps_per_epoch + index, len(self.sequence))
-        if self.sequence.epoch != passes:
-            self.sequence.set_epoch(passes)
-        return self.sequence[batch]
+        return self.sequence.batch(batch, epoch=passes)
 
 
 def _step_dataset(sequence: "DetectionSequence", steps_per_epoch: int) -> Any:
@@ -444,7 +449,7 @@ def _step_dataset(sequence: "DetectionSequence", steps_per_epoch: int) -> Any:
 
     class StepDataset(keras.utils.PyDataset):
         def __init__(self) -> None:
-            super().__init__(workers=1, use_multiprocessing=False)
+            super().__init__(workers=TRAIN_WORKERS, use_multiprocessing=False)
             self.steps = _StepBatches(sequence, steps_per_epoch)
 
         def __len__(self) -> int:

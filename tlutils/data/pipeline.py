@@ -29,7 +29,10 @@ label_map[turn_right]}``.
 
 Parallelism (Keras 3 ``PyDataset``): pass ``workers=N`` to build batches in ``N`` threads (Pillow's
 resampling and NumPy release the GIL for part of the work), add ``use_multiprocessing=True`` for
-processes (the sequence is picklable). Images are decoded once, when the sequence is built, and kept
+processes (the sequence is picklable). On TensorFlow use two or more even where one thread keeps up:
+Keras then reads the batches through its own enqueuer and switches tf.data autotuning off, whose
+optimization thread otherwise delays the start of an epoch by up to tens of seconds (see
+``tlutils.experiment.TRAIN_WORKERS``). Images are decoded once, when the sequence is built, and kept
 in memory at a working size (longest side ``2 * S`` by default), which keeps the sign world and
 few-shot subsets small and lets forked worker processes share the cache.
 """
@@ -192,15 +195,28 @@ class DetectionSequence(keras.utils.PyDataset):
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Batch ``index`` of the current epoch: ``(images, {"class_targets", "box_targets"})``."""
+        return self.batch(index)
+
+    def batch(self, index: int, epoch: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Batch ``index`` of ``epoch`` (default: the current one), as ``__getitem__`` returns it.
+
+        With ``epoch`` given this reads no state that ``set_epoch`` changes, so several threads may
+        build batches of different epochs at the same time (the runner's few-shot epochs do).
+        """
         if not 0 <= index < len(self):
             raise IndexError(f"batch index {index} out of range for {len(self)} batches")
-        positions = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        if epoch is None:
+            epoch, order = self.epoch, self._order
+        else:
+            epoch = int(epoch)
+            order = self._epoch_order(epoch)
+        positions = order[index * self.batch_size : (index + 1) * self.batch_size]
         size, num_anchors = self.input_size, len(self.anchors)
         images = np.empty((len(positions), size, size, 3), dtype=np.float32)
         class_targets = np.empty((len(positions), num_anchors), dtype=np.int32)
         box_targets = np.empty((len(positions), num_anchors, 4), dtype=np.float32)
         for row, position in enumerate(positions):
-            image, boxes, labels = self.sample(int(position))
+            image, boxes, labels = self.sample(int(position), epoch)
             images[row] = image
             box_targets[row], class_targets[row] = encode(
                 boxes / size, labels, self.anchors, pos_iou=self.pos_iou, neg_iou=self.neg_iou
