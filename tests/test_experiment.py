@@ -177,7 +177,7 @@ def test_step_batches_depend_on_the_global_step_only():
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data is TensorFlow's")
 def test_fit_reads_the_runner_batches_without_tf_data_autotuning():
     # Autotuning's optimization thread made the next epoch's first step wait up to ~40 s (see
-    # TRAIN_WORKERS); Keras switches it off for a PyDataset read by its own enqueuer.
+    # tlutils.data.pipeline.DEFAULT_WORKERS); Keras switches it off for a PyDataset read by its enqueuer.
     from keras.src.trainers.data_adapters import get_data_adapter
 
     dataset = get_data_adapter(_step_dataset(tiny_sequence(), steps_per_epoch=4)).get_tf_dataset()

@@ -272,6 +272,14 @@ def tiny_detector(num_anchors: int, num_classes: int) -> keras.Model:
     return keras.Model(inputs, {"class_targets": logits, "box_targets": offsets})
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data is TensorFlow's")
+def test_fit_reads_a_default_sequence_without_tf_data_autotuning(samples, anchors):
+    from keras.src.trainers.data_adapters import get_data_adapter  # what fit wraps a PyDataset in
+
+    sequence = DetectionSequence(samples, anchors, LABEL_MAP, batch_size=4, augmenter=Augmenter(SIZE))
+    assert get_data_adapter(sequence).get_tf_dataset().options().autotune.enabled is False  # see DEFAULT_WORKERS
+
+
 @pytest.mark.core
 def test_fit_trains_on_the_sequence_with_thread_workers(samples, anchors):
     keras.utils.set_random_seed(0)

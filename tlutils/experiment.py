@@ -78,12 +78,6 @@ SGD_MOMENTUM = 0.9  # SSD paper, section 3: SGD with momentum 0.9
 #: own seed picks the subset, the initialization, the batch order and the augmentation.
 WORLD_SEEDS = {"train": 0, "val": 1}
 MAP_IOU = 0.5
-#: Threads that build the training batches. More than one makes Keras feed ``fit`` through its own
-#: ordered enqueuer and switch tf.data autotuning off: with one, TensorFlow autotunes a prefetch whose
-#: optimization thread sleeps in periods that double up to a minute, and each epoch's iterator, when
-#: freed at the next epoch's first step, waits that sleep out (0-40 s idle starts of the cpu profile's
-#: 300-step source epochs, in 5 of 12 epochs of one course run).
-TRAIN_WORKERS = 2
 #: Strategies a sweep runs when none are named (``imagenet`` needs width 1.0 and a download).
 DEFAULT_STRATEGIES = ("scratch", "freeze:block3", "finetune", "two_stage", "head_only")
 
@@ -447,9 +441,11 @@ def _step_dataset(sequence: "DetectionSequence", steps_per_epoch: int) -> Any:
     """A ``keras.utils.PyDataset`` of :class:`_StepBatches` (keras is imported only here)."""
     import keras
 
+    from tlutils.data.pipeline import DEFAULT_WORKERS
+
     class StepDataset(keras.utils.PyDataset):
-        def __init__(self) -> None:
-            super().__init__(workers=TRAIN_WORKERS, use_multiprocessing=False)
+        def __init__(self) -> None:  # threads: see DEFAULT_WORKERS for why more than one
+            super().__init__(workers=DEFAULT_WORKERS, use_multiprocessing=False)
             self.steps = _StepBatches(sequence, steps_per_epoch)
 
         def __len__(self) -> int:

@@ -29,10 +29,8 @@ label_map[turn_right]}``.
 
 Parallelism (Keras 3 ``PyDataset``): pass ``workers=N`` to build batches in ``N`` threads (Pillow's
 resampling and NumPy release the GIL for part of the work), add ``use_multiprocessing=True`` for
-processes (the sequence is picklable). On TensorFlow use two or more even where one thread keeps up:
-Keras then reads the batches through its own enqueuer and switches tf.data autotuning off, whose
-optimization thread otherwise delays the start of an epoch by up to tens of seconds (see
-``tlutils.experiment.TRAIN_WORKERS``). Images are decoded once, when the sequence is built, and kept
+processes (the sequence is picklable). The default is :data:`DEFAULT_WORKERS` threads even where one
+keeps up: see there why one is slower on TensorFlow. Images are decoded once, when the sequence is built, and kept
 in memory at a working size (longest side ``2 * S`` by default), which keeps the sign world and
 few-shot subsets small and lets forked worker processes share the cache.
 """
@@ -60,6 +58,13 @@ Unmapped = Literal["raise", "drop"]
 # Cached images are kept with their longest side at most this many times the input size: crops of
 # down to 1 / WORKING_SIZE_FACTOR of the image side are then not upsampled.
 WORKING_SIZE_FACTOR = 2
+#: Threads that build the batches ``fit`` reads. With more than one, Keras reads them through its own
+#: ordered enqueuer and switches tf.data autotuning off. With one, TensorFlow autotunes a prefetch
+#: whose optimization thread sleeps in periods that double up to a minute, and each epoch's iterator,
+#: freed at the next epoch's first step, waits that sleep out: 0-40 s idle starts of the cpu profile's
+#: 300-step source epochs (5 of 12 epochs of one course run; gdb: ``RootDataset::Iterator``'s
+#: destructor waiting on ``Model::OptimizeLoop``).
+DEFAULT_WORKERS = 2
 
 
 def make_label_map(
@@ -146,7 +151,7 @@ class DetectionSequence(keras.utils.PyDataset):
         drop_remainder: bool = False,
         pos_iou: float = 0.5,
         neg_iou: float = 0.5,
-        workers: int = 1,
+        workers: int = DEFAULT_WORKERS,
         use_multiprocessing: bool = False,
         max_queue_size: int = 10,
     ):
