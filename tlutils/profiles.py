@@ -1,7 +1,7 @@
 """Run profiles: one place that says how big everything is on CI, on a laptop CPU and on a GPU.
 
 ``ci`` runs each notebook in seconds (tests), ``cpu`` is sized for the whole course on a 2-core laptop
-(aimed at 20 minutes; measured 32 minutes end to end on a 2-core AVX-512 BF16 EPYC, see the README),
+(aimed at 20 minutes; measured 29 minutes end to end on a 2-core AVX-512 BF16 EPYC, see the README),
 ``gpu`` is the paper's SSD300 (width 1.0, input 300). Notebooks take ``PROFILE`` as a
 papermill parameter and read the rest from here, so a rerun with another profile changes every knob
 consistently.
@@ -81,7 +81,7 @@ PROFILES: dict[str, Profile] = {
         countries=("germany",), target_epochs=3,
     ),
     # cpu, measured on shared 2-core AVX-512 BF16 EPYCs: the belgium source run (12 passes over 2400
-    # scenes, 3600 steps of 8) takes 6-12 min and reaches val mAP@0.5 0.80; a target run (200 steps)
+    # scenes, 3600 steps of 8) takes 6-9 min and reaches val mAP@0.5 0.80; a target run (200 steps)
     # 20-50 s in bf16. An AVX2-only 2-core EPYC trains this model 4-6x slower (10 images/s).
     "cpu": Profile(
         name="cpu", input_size=160, width=0.25, batch_size=8, num_source_images=2400,
