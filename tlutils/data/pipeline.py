@@ -30,9 +30,9 @@ label_map[turn_right]}``.
 Parallelism (Keras 3 ``PyDataset``): pass ``workers=N`` to build batches in ``N`` threads (Pillow's
 resampling and NumPy release the GIL for part of the work), add ``use_multiprocessing=True`` for
 processes (the sequence is picklable). The default is :data:`DEFAULT_WORKERS` threads even where one
-keeps up: see there why one is slower on TensorFlow. Images are decoded once, when the sequence is built, and kept
-in memory at a working size (longest side ``2 * S`` by default), which keeps the sign world and
-few-shot subsets small and lets forked worker processes share the cache.
+keeps up: see there why one is slower on TensorFlow. Images are decoded once, when the sequence is
+built, and kept in memory at a working size (longest side ``2 * S`` by default), which keeps the sign
+world and few-shot subsets small and lets forked worker processes share the cache.
 """
 
 from __future__ import annotations
