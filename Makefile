@@ -7,6 +7,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROFILE ?= cpu
 EXTRAS ?= cpu,test
+# pytest-xdist workers for the TensorFlow suite and the nbval check (one test file per worker at a
+# time). Two halve the wall time on a 2-core CI machine: much of a test is single-threaded tracing.
+TEST_WORKERS ?= 2
 
 .PHONY: install test test-core test-jax test-notebooks course bench figures clean
 
@@ -19,8 +22,9 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 ## The whole suite: everything on TensorFlow, the keras.ops core again on JAX, then the notebooks.
+## (The JAX run stays in one process: XLA already keeps both cores busy, and two workers were slower.)
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile tests
 	KERAS_BACKEND=jax $(PY) -m pytest -q -p no:cacheprovider -m core tests
 	$(MAKE) test-notebooks
 
@@ -29,7 +33,7 @@ test-jax: $(VENV)/.installed
 
 test-notebooks: $(VENV)/.installed
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
-	  $(PY) -m tlutils.cli course --profile ci --check; \
+	  $(PY) -m tlutils.cli course --profile ci --check --check-workers $(TEST_WORKERS); \
 	else echo "no notebooks yet"; fi
 
 course: $(VENV)/.installed

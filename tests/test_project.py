@@ -92,3 +92,45 @@ def test_cli_data_synth_writes_what_generate_writes(tmp_path):
     assert "annotations.json" in cli_files and len(cli_files) == 4
     for name in cli_files:
         assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "api" / name).read_bytes(), name
+
+
+def test_nbval_command_spreads_whole_notebooks_over_workers(tmp_path):
+    from tlutils.course import nbval_command
+
+    notebooks = [tmp_path / "01_a.ipynb", tmp_path / "02_b.ipynb"]
+    serial = nbval_command(notebooks)
+    assert "--nbval-lax" in serial and "-n" not in serial and serial[-2:] == [str(p) for p in notebooks]
+    parallel = nbval_command(notebooks, workers=2)
+    assert parallel[parallel.index("-n") + 1] == "2" and parallel[parallel.index("--dist") + 1] == "loadfile"
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        nbval_command(notebooks, workers=0)
+
+
+def test_cli_course_passes_the_check_workers_on(monkeypatch):
+    import tlutils.course
+    from tlutils.cli import main
+
+    calls = []
+    monkeypatch.setattr(tlutils.course, "run_course", lambda **kwargs: calls.append(kwargs) or 0)
+    assert main(["course", "--profile", "ci", "--check", "--check-workers", "2"]) == 0
+    assert calls == [{"profile": "ci", "check": True, "only": None, "check_workers": 2}]
+
+
+def _checked_notebook(path, printed: str) -> None:
+    """A one-cell notebook whose checked cell prints 6 * 7 and whose stored output says ``printed``."""
+    import nbformat
+
+    cell = nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(6 * 7)", execution_count=1)
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=printed)]
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), path)
+
+
+@pytest.mark.slow
+def test_nbval_check_in_two_workers_still_fails_on_a_changed_output(tmp_path):
+    from tlutils.course import nbval_command
+
+    good, bad = tmp_path / "01_good.ipynb", tmp_path / "02_bad.ipynb"
+    _checked_notebook(good, "42\n")
+    _checked_notebook(bad, "41\n")
+    assert subprocess.call(nbval_command([good], workers=2), cwd=tmp_path) == 0
+    assert subprocess.call(nbval_command([good, bad], workers=2), cwd=tmp_path) != 0

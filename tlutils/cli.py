@@ -28,7 +28,7 @@ def _data_synth(args: argparse.Namespace) -> int:
 def _course(args: argparse.Namespace) -> int:
     from tlutils.course import run_course
 
-    return run_course(profile=args.profile, check=args.check, only=args.only)
+    return run_course(profile=args.profile, check=args.check, only=args.only, check_workers=args.check_workers)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     course = commands.add_parser("course", help="run every notebook with papermill")
     course.add_argument("--profile", default="cpu", choices=["ci", "cpu", "gpu"])
     course.add_argument("--check", action="store_true", help="also validate the notebooks with nbval")
+    course.add_argument("--check-workers", type=int, default=1,
+                        help="processes for the nbval check (pytest-xdist), e.g. 2 on a 2-core machine")
     course.add_argument("--only", nargs="*", default=None, help="notebook numbers to run, e.g. 01 03")
     course.set_defaults(handler=_course)
 

@@ -44,15 +44,36 @@ def execute_notebook(notebook: Path, output: Path, profile: str) -> float:
     return time.perf_counter() - start
 
 
-def check_notebooks(executed: list[Path]) -> int:
-    """Validate executed notebooks with nbval (lax mode); returns pytest's exit code."""
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
-               *[str(path) for path in executed]]
-    return subprocess.call(command, cwd=str(project_root()))
+def nbval_command(executed: list[Path], workers: int = 1) -> list[str]:
+    """The pytest command that validates ``executed`` notebooks with nbval (lax mode).
+
+    With ``workers > 1`` pytest-xdist spreads the notebooks over that many processes, a whole notebook
+    per worker (``--dist loadfile``: its cells share one kernel, in order). That is safe here because
+    the check re-runs notebooks whose experiments the course run has just finished: the runner reads
+    them back from ``results.csv`` instead of training again.
+
+    Raises:
+        ValueError: ``workers`` < 1.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax"]
+    if workers > 1:
+        command += ["-n", str(workers), "--dist", "loadfile"]
+    return command + [str(path) for path in executed]
 
 
-def run_course(profile: str = "cpu", check: bool = False, only: list[str] | None = None) -> int:
-    """Run the course on ``profile``; print where everything went. Returns a process exit code."""
+def check_notebooks(executed: list[Path], workers: int = 1) -> int:
+    """Validate executed notebooks with nbval (:func:`nbval_command`); returns pytest's exit code."""
+    return subprocess.call(nbval_command(executed, workers), cwd=str(project_root()))
+
+
+def run_course(profile: str = "cpu", check: bool = False, only: list[str] | None = None,
+               check_workers: int = 1) -> int:
+    """Run the course on ``profile``; print where everything went. Returns a process exit code.
+
+    With ``check`` the executed notebooks are then validated by nbval in ``check_workers`` processes.
+    """
     out_dir = runs_dir(profile) / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     executed, total = [], 0.0
@@ -67,4 +88,4 @@ def run_course(profile: str = "cpu", check: bool = False, only: list[str] | None
     print(f"  executed notebooks: {out_dir.relative_to(root)}/")
     print(f"  results table:      {(runs_dir(profile) / 'results.csv').relative_to(root)}")
     print(f"  figures:            figures/")
-    return check_notebooks(executed) if check else 0
+    return check_notebooks(executed, check_workers) if check else 0
