@@ -8,7 +8,10 @@ import math
 import keras
 import pytest
 
-from tlutils.bench import TABLE_ROWS, forward_flops, layer_macs, run_bench, training_flops
+from dataclasses import asdict
+
+from tlutils.bench import (TABLE_ROWS, bf16_skip_note, configurations, forward_flops, layer_macs, measure_training,
+                           ratios, run_bench, training_flops)
 
 #: Keys every configuration of bench.json carries as finite positive numbers.
 NUMBER_KEYS = (
@@ -102,3 +105,31 @@ def test_triton_is_kept_out_only_where_tensorflow_is_loaded(monkeypatch):
     assert sys.modules["triton"] is None
     with pytest.raises(ImportError):
         import triton  # noqa: F401
+
+
+def test_ssd300_skips_bf16_only_where_it_would_be_emulated():
+    cpu_profile, ssd300 = configurations()
+    assert bf16_skip_note(cpu_profile, native=False) is None  # the cheap column still shows the slowdown
+    assert bf16_skip_note(ssd300, native=True) is None
+    assert "emulated" in bf16_skip_note(ssd300, native=False)
+
+
+def test_training_without_bf16_times_float32_only():
+    spec = {"config": asdict(configurations(quick=True)[0]), "num_classes": 3, "peer": False, "bf16": False}
+    results = measure_training(spec)
+    assert results["train_images_per_s"] > 0 and results["backbone_train_images_per_s"] > 0
+    assert not [key for key in results if key.endswith("_bf16")]
+
+
+def test_ratios_without_bf16_figures_are_none_and_the_rest_computed():
+    result = {"train_gflop_per_image": 2.0, "backbone_train_gflop_per_image": 1.6}
+    for unit in ("s", "cpu_s"):
+        result.update({f"train_images_per_{unit}": 10.0, f"backbone_train_images_per_{unit}": 12.0,
+                       f"ssd_layers_train_images_per_{unit}": 11.0, f"pipeline_images_per_{unit}": 100.0})
+    machine = {"matmul_gflops": 40.0, "matmul_gflops_per_cpu_s": 20.0, "matmul_gflops_bf16": 40.0,
+               "matmul_gflops_bf16_per_cpu_s": 20.0}
+    out = ratios(result, machine)
+    assert out["ssd_overhead"] == pytest.approx(0.2) and out["fraction_of_matmul_cpu"] == pytest.approx(1.0)
+    assert out["flop_overhead"] == pytest.approx(0.25)
+    for key in ("bf16_speedup", "ssd_overhead_bf16", "fraction_of_matmul_bf16"):
+        assert out[key] is None and out[key + "_cpu"] is None

@@ -9,7 +9,8 @@ writes the figures as JSON, one object per configuration plus ``machine``:
   compilation) are left out and the **median** step time is reported. ``jit_compile`` is left to
   Keras (``"auto"``: XLA off on a CPU-only TensorFlow) and recorded. ``_bf16``: the same step under
   the ``mixed_bfloat16`` policy (the detector's outputs and the loss stay float32, checked:
-  ``outputs_float32_bf16``);
+  ``outputs_float32_bf16``); SSD300 skips the bf16 steps where bf16 would be emulated (no bf16
+  units: ``bf16_note`` says so, the ``_bf16`` figures are absent and their ratios ``None``);
 - ``backbone_train_images_per_s``: the same for the detector's VGG16 base (input to ``fc7``, a
   sub-model sharing the built detector's layers) with a trivial loss (the mean of its output);
   ``ratios.ssd_overhead`` = backbone images/s / SSD images/s - 1 is the time that SSD's extra layers,
@@ -93,6 +94,10 @@ class BenchConfig:
             ``min_seconds``, at most ``max_steps``, after ``warmup_steps`` untimed ones.
         pipeline_images, pipeline_epochs: sign-world scenes and epochs of the pipeline timing.
         peer: also time torchvision's SSD300 (it exists only at width 1.0 and 300 px).
+        emulated_bf16: time ``mixed_bfloat16`` even where bf16 would be emulated (a CPU without bf16
+            units, :func:`bf16_is_native`). There it is about 10x slower than float32: the cpu
+            profile's column shows that in seconds, SSD300's would take some 20 minutes (2-core AVX2
+            EPYC: 133 s per bf16 step of 4 images), so SSD300 skips it.
     """
 
     name: str
@@ -106,6 +111,7 @@ class BenchConfig:
     pipeline_images: int = 48
     pipeline_epochs: int = 2
     peer: bool = False
+    emulated_bf16: bool = True
 
     def describe(self) -> str:
         return f"width {self.width:g} @ {self.input_size} px, batch {self.batch_size}"
@@ -123,7 +129,7 @@ def configurations(quick: bool = False) -> list[BenchConfig]:
     return [
         BenchConfig("cpu_profile", cpu.width, cpu.input_size, cpu.batch_size),
         BenchConfig("ssd300", 1.0, 300, 4, warmup_steps=1, min_steps=3, min_seconds=0.0, max_steps=3,
-                    pipeline_images=32, peer=True),
+                    pipeline_images=32, peer=True, emulated_bf16=False),
     ]
 
 
@@ -448,7 +454,8 @@ def measure_training(spec: dict[str, Any]) -> dict[str, Any]:
     results: dict[str, Any] = {"backend": keras.backend.backend()}
     steps: dict[str, Callable[[], Any]] = {}
     batch: tuple[Any, Any] | None = None
-    for precision, suffix in (("float32", ""), ("mixed_bfloat16", "_bf16")):
+    precisions = (("float32", ""), ("mixed_bfloat16", "_bf16")) if spec.get("bf16", True) else (("float32", ""),)
+    for precision, suffix in precisions:
         keras.utils.set_random_seed(0)
         with dtype_policy(precision):
             detector = build_ssd_vgg16(num_classes, config.input_size, config.width)
@@ -643,6 +650,41 @@ def _peer_missing() -> str | None:
     return None
 
 
+def has_accelerator() -> bool:
+    """Whether the Keras backend computes on a GPU (or another accelerator) rather than the CPU."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return any(device.platform != "cpu" for device in jax.devices())
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if backend == "torch":
+        import torch
+
+        return bool(torch.cuda.is_available())
+    return False
+
+
+def bf16_is_native() -> bool:
+    """Whether bf16 arithmetic runs on real units here: an accelerator, or a CPU with bf16 flags."""
+    from tlutils.profiles import cpu_has_bfloat16
+
+    return has_accelerator() or cpu_has_bfloat16()
+
+
+def bf16_skip_note(config: BenchConfig, native: bool) -> str | None:
+    """Why ``config``'s mixed_bfloat16 runs are not timed, or None when they are."""
+    if native or config.emulated_bf16:
+        return None
+    return ("skipped: no bf16 units here, so bf16 is emulated (about 10x slower than float32, as the "
+            "cpu profile's bf16 rows show); BenchConfig.emulated_bf16 times it anyway")
+
+
 def measure_config(config: BenchConfig, num_classes: int, quick: bool) -> dict[str, Any]:
     """Every figure of one configuration (see the module docstring)."""
     from tlutils.anchors import generate_anchors
@@ -658,14 +700,19 @@ def measure_config(config: BenchConfig, num_classes: int, quick: bool) -> dict[s
     result.update(measure_box_coding(config, anchors, num_classes, repeat=2 if quick else 7))
     peer_skipped = _peer_missing() or (None if config.peer else
                                        "not comparable: torchvision's SSD300 exists only at width 1.0, 300 px")
-    spec = {"config": asdict(config), "num_classes": num_classes, "peer": peer_skipped is None}
+    bf16_skipped = bf16_skip_note(config, bf16_is_native())
+    spec = {"config": asdict(config), "num_classes": num_classes, "peer": peer_skipped is None,
+            "bf16": bf16_skipped is None}
     result.update(run_child("training", spec, timeout=300 if quick else 1800))
+    if bf16_skipped is not None:
+        result["bf16_note"] = bf16_skipped
     if peer_skipped is not None:
         result.update(peer_torchvision_train_images_per_s=None, peer_note=peer_skipped)
     for suffix in ("", "_bf16"):
         for unit in ("s", "cpu_s"):
-            rate = result[f"train_images_per_{unit}{suffix}"]
-            result[f"train_gflops{'' if unit == 's' else '_per_cpu_s'}{suffix}"] = result["train_gflop_per_image"] * rate
+            rate = result.get(f"train_images_per_{unit}{suffix}")
+            gflops = None if rate is None else result["train_gflop_per_image"] * rate
+            result[f"train_gflops{'' if unit == 's' else '_per_cpu_s'}{suffix}"] = gflops
     return result
 
 
@@ -684,13 +731,15 @@ def ratios(result: dict[str, Any], machine: dict[str, Any]) -> dict[str, float |
         matmul_bf16 = machine[f"matmul_gflops_bf16{'' if unit == 's' else '_per_cpu_s'}"]
         out[f"pipeline_over_train{tag}"] = rate("pipeline") / train
         out[f"ssd_overhead{tag}"] = rate("backbone_train") / train - 1
-        out[f"ssd_overhead_bf16{tag}"] = rate("backbone_train", "_bf16") / train_bf16 - 1
         out[f"layers_overhead{tag}"] = rate("backbone_train") / rate("ssd_layers_train") - 1
         out[f"loss_overhead{tag}"] = rate("ssd_layers_train") / train - 1
         out[f"train_over_peer{tag}"] = train / peer if peer else None
-        out[f"bf16_speedup{tag}"] = train_bf16 / train
         out[f"fraction_of_matmul{tag}"] = result["train_gflop_per_image"] * train / matmul
-        out[f"fraction_of_matmul_bf16{tag}"] = result["train_gflop_per_image"] * train_bf16 / matmul_bf16
+        bf16 = train_bf16 is not None  # not timed where bf16 would be emulated (bf16_skip_note)
+        out[f"ssd_overhead_bf16{tag}"] = rate("backbone_train", "_bf16") / train_bf16 - 1 if bf16 else None
+        out[f"bf16_speedup{tag}"] = train_bf16 / train if bf16 else None
+        out[f"fraction_of_matmul_bf16{tag}"] = (result["train_gflop_per_image"] * train_bf16 / matmul_bf16
+                                                if bf16 else None)
     return out
 
 
@@ -779,6 +828,7 @@ def format_table(report: dict[str, Any]) -> str:
         f"{machine['backend']} backend, keras {machine['keras']}; code {machine['git']}",
     ]
     lines += [f"peer ({c['name']}): {c['peer_note']}" for c in configs if c.get("peer_note")]
+    lines += [f"bf16 ({c['name']}): {c['bf16_note']}" for c in configs if c.get("bf16_note")]
     return "\n".join(lines)
 
 
