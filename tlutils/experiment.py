@@ -42,6 +42,8 @@ import json
 import math
 import os
 import re
+import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -401,7 +403,10 @@ def synth_dataset(country: str, split: str, num_images: int, image_size: int,
     """The rendered sign-world set ``(country, split)``: generated on first use, then read from disk.
 
     Files go to ``<data_dir>/synth/<country>_<split>_s<seed>_<size>px_n<num>/`` (default data_dir:
-    the project's ``data/``); a folder whose ``annotations.json`` exists is reused.
+    the project's ``data/``); a folder whose ``annotations.json`` exists is reused. Safe when several
+    processes or threads ask for the same set at once (two notebooks open in JupyterLab): each renders
+    into its own side folder, the first to finish renames it into place and the others drop theirs
+    (the renderer is deterministic, so every copy is the same set).
     """
     from tlutils.data import load_coco
     from tlutils.data.synth import GENERATOR_VERSION, generate
@@ -411,10 +416,15 @@ def synth_dataset(country: str, split: str, num_images: int, image_size: int,
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     folder = root / "synth" / f"{country}_{split}_s{seed}_{image_size}px_n{num_images}_v{GENERATOR_VERSION}"
     annotations = folder / "annotations.json"
-    if not annotations.is_file():  # render into a side folder, then rename: never half a set
-        partial = folder.with_name(folder.name + ".partial")
+    if not annotations.is_file():  # render into a side folder of our own, then rename: never half a set
+        partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}-{threading.get_ident()}")
         generate(country, num_images, partial, seed=seed, image_size=image_size)
-        os.replace(partial, folder)
+        try:
+            os.replace(partial, folder)
+        except OSError:  # the folder exists: another process or thread finished the same set first
+            if not annotations.is_file():
+                raise
+            shutil.rmtree(partial)
     return load_coco(annotations, split=split)
 
 
