@@ -685,8 +685,8 @@ def bf16_skip_note(config: BenchConfig, native: bool) -> str | None:
             "cpu profile's bf16 rows show); BenchConfig.emulated_bf16 times it anyway")
 
 
-def measure_config(config: BenchConfig, num_classes: int, quick: bool) -> dict[str, Any]:
-    """Every figure of one configuration (see the module docstring)."""
+def measure_config(config: BenchConfig, num_classes: int, quick: bool, bf16_native: bool = True) -> dict[str, Any]:
+    """Every figure of one configuration (see the module docstring); ``bf16_native``: :func:`bf16_is_native`."""
     from tlutils.anchors import generate_anchors
     from tlutils.model import anchor_config_for, build_ssd_vgg16
 
@@ -700,7 +700,7 @@ def measure_config(config: BenchConfig, num_classes: int, quick: bool) -> dict[s
     result.update(measure_box_coding(config, anchors, num_classes, repeat=2 if quick else 7))
     peer_skipped = _peer_missing() or (None if config.peer else
                                        "not comparable: torchvision's SSD300 exists only at width 1.0, 300 px")
-    bf16_skipped = bf16_skip_note(config, bf16_is_native())
+    bf16_skipped = bf16_skip_note(config, bf16_native)
     spec = {"config": asdict(config), "num_classes": num_classes, "peer": peer_skipped is None,
             "bf16": bf16_skipped is None}
     result.update(run_child("training", spec, timeout=300 if quick else 1800))
@@ -843,10 +843,11 @@ def run_bench(out: str | os.PathLike = "runs/bench.json", quick: bool = False) -
         rates = measure_matmul(machine["matmul_size"], repeat=3 if quick else 9, dtype=dtype)
         machine[f"matmul_gflops{suffix}"] = rates["gflops"]
         machine[f"matmul_gflops{suffix}_per_cpu_s"] = rates["gflops_per_cpu_s"]
+    machine["bf16_native"] = bf16_is_native()
     report: dict[str, Any] = {"quick": quick, "configurations": [], "machine": machine}
     for config in configurations(quick):
         print(f"measuring {config.name}: {config.describe()} ...", flush=True)
-        report[config.name] = measure_config(config, len(SIGN_CLASSES), quick)
+        report[config.name] = measure_config(config, len(SIGN_CLASSES), quick, machine["bf16_native"])
         report["configurations"].append(config.name)
     machine["load_average_end"] = [round(value, 2) for value in os.getloadavg()]
     machine["seconds"] = round(time.perf_counter() - started, 1)
