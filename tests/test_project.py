@@ -1,4 +1,5 @@
-"""The project around the package: dependency lists agree, the CI entry calls the README's command."""
+"""The project around the package: dependency lists agree, the CI entry calls the README's command,
+the README stays a front page and its links (and those of docs/) lead somewhere."""
 
 from __future__ import annotations
 
@@ -67,6 +68,40 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert commands[-1] == "make test"
     readme = (REPO_ROOT / "README.md").read_text()
     assert "make test" in readme and "make course" in readme
+
+
+#: A Markdown link or image target: ``[text](target)`` / ``![alt](target)``, up to a space or ``)``.
+_LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)[^)]*\)")
+#: The README is the front page: details belong in docs/, so it must stay short.
+README_MAX_LINES = 160
+
+
+def _relative_links(markdown_path):
+    """(target, resolved path) of every relative link in a Markdown file, anchors and queries dropped."""
+    for target in _LINK.findall(markdown_path.read_text()):
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.IGNORECASE) or target.startswith("#"):
+            continue  # http(s):, mailto: ... and links within the same page
+        path = target.split("#", 1)[0].split("?", 1)[0]
+        yield target, (markdown_path.parent / path).resolve()
+
+
+def test_relative_links_in_readme_and_docs_point_to_existing_files():
+    pages = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+    broken = [f"{page.relative_to(REPO_ROOT)}: {target}"
+              for page in pages for target, path in _relative_links(page) if not path.exists()]
+    assert not broken, f"links to missing files: {broken}"
+
+
+def test_readme_links_into_docs():
+    targets = {target for target, _ in _relative_links(REPO_ROOT / "README.md")}
+    assert {"docs/architecture.md", "docs/performance.md", "docs/results.md"} <= targets, sorted(targets)
+
+
+def test_readme_is_a_front_page():
+    lines = (REPO_ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= README_MAX_LINES, (
+        f"README.md has {len(lines)} lines (at most {README_MAX_LINES}): move details to docs/"
+    )
 
 
 def test_importing_tlutils_loads_no_backend():
