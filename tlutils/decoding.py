@@ -27,10 +27,8 @@ over images and classes (no Python loop over anchors, boxes or classes):
    rounds: keep every undecided box that no undecided higher-scored box overlaps, suppress what it
    overlaps. Each round decides at least the best undecided box of every class.
 
-Timing (scripts/bench_decoding.py, a batch of 32 SSD300 outputs, random or realistic logits,
-TensorFlow on 2 idle CPU cores of an AVX-512 EPYC): median 22-33 ms per batch with 4 or 14 classes,
-27-36 ms with 20, 27-35 ms with 43; the softmax is 9-25 ms of it. On JAX the 43-class softmax alone
-takes 75-85 ms on such a CPU (XLA's reduction over 44 classes), 11 ms with 14 classes.
+Target: a batch of 32 SSD300 outputs in under 50 ms on 2 CPU cores, so decoding never dominates an
+evaluation; ``scripts/bench_decoding.py`` measures it (figures per class count in docs/performance.md).
 """
 
 from __future__ import annotations
@@ -125,10 +123,10 @@ def decode_detections(
 def _as_numpy(tensor: Tensor) -> np.ndarray:
     """``tensor`` as a NumPy array, without a copy where the backend allows it.
 
-    ``keras.ops.convert_to_numpy`` copies (TensorFlow: ``np.array``), which for a batch of SSD300
-    probabilities (32 x 8732 x 44 floats, 49 MB) took 9 ms of ~45. ``np.asarray`` shares the buffer
-    of a CPU tensor of TensorFlow or JAX (read-only); other tensors (e.g. torch on a GPU) are copied
-    by ``convert_to_numpy``.
+    ``keras.ops.convert_to_numpy`` copies (TensorFlow: ``np.array``): 49 MB for a batch of 32 SSD300
+    outputs with 43 classes (32 x 8732 x 44 floats), a measurable share of decoding (docs/performance.md).
+    ``np.asarray`` shares the buffer of a CPU tensor of TensorFlow or JAX (read-only); other tensors
+    (e.g. torch on a GPU) are copied by ``convert_to_numpy``.
     """
     try:
         return np.asarray(tensor)

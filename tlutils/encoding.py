@@ -5,9 +5,8 @@ Conventions: coordinates are normalized to [0, 1]; ground-truth boxes are **corn
 ``tlutils.anchors.generate_anchors``; class 0 is background and object classes are ``1..C``.
 
 ``encode`` runs once per image in the input pipeline, so it is plain vectorized NumPy with no backend
-calls (target: <= 1 ms per image against SSD300's 8732 anchors; through ``keras.ops``,
-``tlutils.boxes.iou`` alone takes ~4 ms and ``to_centroids`` of 10 boxes ~0.25 ms, see
-scripts/bench_encoding.py).
+calls (target: <= 1 ms per image against SSD300's 8732 anchors, which the per-call overhead of
+``keras.ops`` alone would exceed; ``scripts/bench_encoding.py``, figures in docs/performance.md).
 ``decode_boxes`` runs on network outputs and uses ``keras.ops`` on every backend; ``decode_rows`` is its
 NumPy twin for post-processing a few thousand candidate rows (``tlutils.decoding``), where a backend
 round trip costs more than the arithmetic.
@@ -181,9 +180,9 @@ def _greedy_pairs(overlaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _iou_with_anchors(boxes: np.ndarray, anchors: np.ndarray) -> np.ndarray:
     """IoU ``(G, A)`` of corners ``boxes`` ``(G, 4)`` with centroid ``anchors`` ``(A, 4)``, float32.
 
-    NumPy counterpart of ``tlutils.boxes.iou`` for the input pipeline: that one takes ~4 ms here
-    through ``keras.ops`` against ~0.3 ms for this (scripts/bench_encoding.py). Anchor edges are taken
-    as contiguous ``(A,)`` rows, which is several times faster than broadcasting ``(A, 4)`` slices.
+    NumPy counterpart of ``tlutils.boxes.iou`` for the input pipeline, where a ``keras.ops`` call costs
+    more than the arithmetic (docs/performance.md). Anchor edges are taken as contiguous ``(A,)`` rows:
+    faster than broadcasting ``(A, 4)`` slices.
     """
     cx, cy, width, height = np.ascontiguousarray(anchors.T)  # each (A,)
     gx0, gy0, gx1, gy1 = boxes.astype(np.float32).T[:, :, None]  # each (G, 1)

@@ -42,8 +42,8 @@ per-pixel functions, so they run on the small resampled image, before it is past
 fill keeps the mean colour, as in the reference, which fills the canvas after the distortion).
 Brightness and contrast are 256-entry lookup tables; saturation and hue are the W3C colour matrices
 (``feColorMatrix`` saturate / hueRotate, which keep luminance) instead of the reference's HSV
-round trip: the same effect for augmentation, ~20x cheaper. Every random number comes from the
-``np.random.Generator`` passed in, so a seed fixes the result.
+round trip: the same effect for augmentation, far cheaper (docs/performance.md). Every random number
+comes from the ``np.random.Generator`` passed in, so a seed fixes the result.
 """
 
 from __future__ import annotations

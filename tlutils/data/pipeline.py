@@ -61,9 +61,8 @@ WORKING_SIZE_FACTOR = 2
 #: Threads that build the batches ``fit`` reads. With more than one, Keras reads them through its own
 #: ordered enqueuer and switches tf.data autotuning off. With one, TensorFlow autotunes a prefetch
 #: whose optimization thread sleeps in periods that double up to a minute, and each epoch's iterator,
-#: freed at the next epoch's first step, waits that sleep out: 0-40 s idle starts of the cpu profile's
-#: 300-step source epochs (5 of 12 epochs of one course run; gdb: ``RootDataset::Iterator``'s
-#: destructor waiting on ``Model::OptimizeLoop``).
+#: freed at the next epoch's first step, waits that sleep out (idle epoch starts of up to 40 s, see
+#: docs/performance.md).
 DEFAULT_WORKERS = 2
 
 

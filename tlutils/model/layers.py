@@ -109,9 +109,9 @@ class AtrousConv2D(keras.layers.Conv2D):
     rounding; only the computation differs. The ``kh * kw`` dilated taps are gathered as shifted views
     of the padded input, ``(B, H, W, C_in) -> (B, H, W, kh * kw * C_in)`` (tap-major, like the kernel's
     rows), and multiplied by the kernel reshaped to ``(kh * kw * C_in, C_out)``. Why: TensorFlow's CPU
-    kernels train a dilated 3x3 convolution ~3x slower than an undilated one with the same
-    multiply-adds (~4x in bfloat16), which made SSD's fc6 (dilation 6) the costliest layer per MAC
-    (``scripts/bench_model.py``). Strided, grouped, channels-first or dynamically shaped convolutions
+    kernels train a dilated convolution several times slower per multiply-add than an undilated one,
+    which made SSD's fc6 (dilation 6) the costliest layer per MAC (``scripts/bench_model.py``; figures
+    in docs/performance.md). Strided, grouped, channels-first or dynamically shaped convolutions
     fall back to ``Conv2D``'s own op.
     """
 

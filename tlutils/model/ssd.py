@@ -30,7 +30,8 @@ from tlutils.anchors import AnchorConfig
 from tlutils.model.layers import PREPROCESSING_MODES, AtrousConv2D, ImagePreprocessing, L2Normalization
 
 # He et al. 2015 initialization for the ReLU convolutions (variance 2 / fan_in, as ssd_keras's
-# he_normal); the uniform variant because JAX compiles a truncated normal per kernel shape (~1 s each).
+# he_normal); the uniform variant because JAX compiles a truncated normal once per kernel shape, which
+# slows building the model (docs/performance.md).
 KERNEL_INITIALIZER = "he_uniform"
 
 # Channel counts scaled by ``width`` never drop below this.
