@@ -1,8 +1,8 @@
 """Run profiles: one place that says how big everything is on CI, on a laptop CPU and on a GPU.
 
 ``ci`` runs each notebook in seconds (tests), ``cpu`` is sized for the whole course on a 2-core laptop
-(aimed at 20 minutes; measured 29 minutes end to end on a 2-core AVX-512 BF16 EPYC, see the README),
-``gpu`` is the paper's SSD300 (width 1.0, input 300). Notebooks take ``PROFILE`` as a
+(aimed at 20 minutes; measured times per machine in docs/performance.md), ``gpu`` is the paper's
+SSD300 (width 1.0, input 300). Notebooks take ``PROFILE`` as a
 papermill parameter and read the rest from here, so a rerun with another profile changes every knob
 consistently.
 """
@@ -16,9 +16,8 @@ from dataclasses import dataclass
 #: Keras dtype policies a profile may name; "auto" picks one for the machine (:func:`resolve_precision`).
 PRECISIONS = ("float32", "mixed_bfloat16", "auto")
 #: Linux CPU flags of bf16 arithmetic units: AVX-512 BF16 (AMD Zen 4, Intel Cooper Lake and later) and
-#: AMX (Intel Sapphire Rapids and later). Without them oneDNN emulates bf16 convolutions: on a 2-core
-#: AVX2-only AMD EPYC the cpu profile's SSD trained 7.5x *slower* in mixed_bfloat16 than in float32
-#: (1.3 vs 10.1 images/s); on an AVX-512 BF16 EPYC it trained 1.6x faster.
+#: AMX (Intel Sapphire Rapids and later). Without them oneDNN emulates bf16 convolutions, which then
+#: train several times *slower* than float32 (measured in docs/performance.md).
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 #: Where Linux lists the CPU's flags.
 CPUINFO = "/proc/cpuinfo"
@@ -44,12 +43,10 @@ class Profile:
         learning_rate: base learning rate (Adam) for training from scratch.
         mixed_precision: Keras dtype policy for training: "float32", "mixed_bfloat16" (bf16 compute,
             float32 weights; the loss and the detector's outputs stay float32) or "auto" (bf16 where
-            the CPU has bf16 units, see :func:`resolve_precision`). The cpu profile is "auto": on a
-            2-core AVX-512 BF16 CPU bf16 trains its SSD 1.6x faster per step and the Belgian source
-            detector reached val mAP@0.5 0.806 (COCO 0.590) against 0.801 (0.574) in float32; on an
-            AVX2-only CPU bf16 is emulated and 7.5x slower, so "auto" means float32 there. ``ci``
-            stays float32 (exact tests), ``gpu`` too until bf16 is measured on a GPU (pre-Ampere GPUs
-            such as a T4 lack bf16).
+            the CPU has bf16 units, see :func:`resolve_precision`). The cpu profile is "auto": native
+            bf16 trains faster to about the same mAP, emulated bf16 is far slower than float32
+            (docs/performance.md, docs/results.md). ``ci`` stays float32 (exact tests), ``gpu`` too
+            until bf16 is measured on a GPU (pre-Ampere GPUs such as a T4 lack bf16).
         target_epochs: evaluations of a target run: its budget is split into this many "epochs" of
             ``target_steps / target_epochs`` steps (a few-shot set is far smaller than a step count).
     """
@@ -80,9 +77,8 @@ PROFILES: dict[str, Profile] = {
         num_val_images=16, source_epochs=2, target_steps=12, target_sizes=(10,), seeds=(0,),
         countries=("germany",), target_epochs=3,
     ),
-    # cpu, measured on shared 2-core AVX-512 BF16 EPYCs: the belgium source run (12 passes over 2400
-    # scenes, 3600 steps of 8) takes 6-9 min and reaches val mAP@0.5 0.80; a target run (200 steps)
-    # 20-50 s in bf16. An AVX2-only 2-core EPYC trains this model 4-6x slower (10 images/s).
+    # cpu: the belgium source run (12 passes over 2400 scenes, 3600 steps of 8) reaches val mAP@0.5 0.80
+    # (10 passes stopped short of it); its time per machine is in docs/performance.md.
     "cpu": Profile(
         name="cpu", input_size=160, width=0.25, batch_size=8, num_source_images=2400,
         num_val_images=200, source_epochs=12, target_steps=200, target_sizes=(10, 50),
@@ -92,7 +88,7 @@ PROFILES: dict[str, Profile] = {
         name="gpu", input_size=300, width=1.0, batch_size=32, num_source_images=5000,
         num_val_images=500, source_epochs=40, target_steps=1500, target_sizes=(10, 50, 200),
         seeds=(0, 1, 2), countries=("germany", "sweden", "usa"), target_epochs=10,
-        # float32: bf16 was measured on the CPU only (no GPU lent), and Colab's T4 has no bf16 units
+        # float32: bf16 has been measured on CPUs only, and Colab's T4 has no bf16 units
     ),
 }
 
