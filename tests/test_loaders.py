@@ -10,6 +10,8 @@ import json
 import re
 import warnings
 from collections import Counter
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,16 @@ def write_image(path: Path, width: int, height: int, mode: str = "RGB") -> Path:
 
 def messages(dataset: DetectionDataset) -> list[str]:
     return [str(item) for item in dataset.skipped]
+
+
+def raises_or_skips_one(load: Callable[..., DetectionDataset], message: str) -> DetectionDataset:
+    """``load()`` raises AnnotationError matching ``message``; ``load(on_error="skip")`` skips one item."""
+    with pytest.raises(AnnotationError, match=message):
+        load()
+    with pytest.warns(UserWarning, match="skipped 1 bad items"):
+        dataset = load(on_error="skip")
+    assert len(dataset.skipped) == 1
+    return dataset
 
 
 # --- GTSDB: the class map ----------------------------------------------------------------------------
@@ -70,9 +82,30 @@ def test_gtsdb_sample(shared_dir):
     assert first.labels.tolist() == [11] and first.class_names == ("priority at next intersection",)
     assert first.superclasses == ("danger",) and first.country == "Germany" and first.split == "train"
     assert len(dataset.classes) == 43 and dataset.superclass_of[14] == "other" and not dataset.skipped
-    assert len(load_gtsdb(root, split="train")) == 12 and len(load_gtsdb(root, split="test")) == 0
+    assert len(load_gtsdb(root, split="train")) == 12
+    with pytest.raises(AnnotationError, match=r"GTSDB test: no images"):  # the sample has no test frames
+        load_gtsdb(root, split="test")
+    assert len(load_gtsdb(root, split="test", allow_empty=True)) == 0
     pixels = load_image(first)
     assert pixels.shape == (800, 1360, 3) and pixels.dtype == np.uint8
+
+
+def test_gtsdb_real_training_frames_as_jpeg(shared_dir):
+    """The 600 official training frames re-encoded as JPEG, with the official gt.txt naming ``.ppm``."""
+    root = shared_dir / "data" / "gtsdb-train"
+    if not (root / "gt.txt").is_file():
+        pytest.skip(f"{root} is not present")
+    # the official gt.txt lists the stop sign of 00340 twice (lines 533 and 535): 852 lines, 851 signs
+    dataset = raises_or_skips_one(
+        partial(load_gtsdb, root), r"gt\.txt, line 535: .*same image, box and class as line 533")
+    assert (len(dataset), dataset.num_boxes) == (600, 851)
+    assert sum(record.is_background for record in dataset) == 94
+    assert {Path(record.image_path).suffix for record in dataset} == {".jpg"}
+    assert {(record.width, record.height, record.split) for record in dataset} == {(1360, 800, "train")}
+    first = dataset[0]
+    assert Path(first.image_path).name == "00000.jpg" and first.labels.tolist() == [11]
+    np.testing.assert_array_equal(first.boxes, [[774, 411, 816, 447]])
+    assert load_image(first).shape == (800, 1360, 3)
 
 
 # --- GTSDB: files written here -------------------------------------------------------------------
@@ -111,6 +144,7 @@ BAD_GTSDB_LINES = {
     "unknown class": ("00000.ppm;2;3;11;9;43", r"unknown class id 43"),
     "outside the image": ("00000.ppm;30;3;42;9;14", r"outside the 40x30 image"),
     "zero area": ("00000.ppm;5;3;4;9;14", r"zero area"),
+    "inverted corners": ("00000.ppm;11;3;2;9;14", r"3\.0, 10\.0\] has inverted corners: xmax 3 < xmin 11"),
     "missing image": ("00007.ppm;2;3;11;9;14", r"00007\.ppm: image file not found"),
 }
 
@@ -151,6 +185,21 @@ def test_gtsdb_truncated_and_unreadable_images(tmp_path):
     assert [Path(record.image_path).name for record in dataset] == ["00600.ppm"]
     assert len(dataset.skipped) == 2
     assert dataset.skipped[1].file.endswith("00001.ppm") and dataset.skipped[1].line is None
+
+
+def test_gtsdb_frames_in_another_image_format(tmp_path):
+    # gt.txt names 00000.ppm as the official file does; the frames were re-encoded as JPEG / PNG
+    for name in ("00000.jpg", "00001.png", "00600.JPEG"):
+        write_image(tmp_path / name, 40, 30)
+    (tmp_path / "gt.txt").write_text("\n".join(GOOD_GT) + "\n")
+    dataset = load_gtsdb(tmp_path)
+    assert [Path(record.image_path).name for record in dataset] == ["00000.jpg", "00001.png", "00600.JPEG"]
+    np.testing.assert_array_equal(dataset[0].boxes, [[2, 3, 12, 10], [20, 1, 30, 11]])
+    assert dataset[1].is_background and [record.split for record in dataset] == ["train", "train", "test"]
+    write_image(tmp_path / "00000.ppm", 40, 30)  # two files for one frame: which one did gt.txt mean?
+    dataset = raises_or_skips_one(partial(load_gtsdb, tmp_path),
+                                  r"frame 00000 has 2 image files \['00000\.jpg', '00000\.ppm'\]")
+    assert [Path(record.image_path).name for record in dataset] == ["00001.png", "00600.JPEG"]
 
 
 def test_load_without_skips_is_silent(tmp_path):
@@ -325,6 +374,7 @@ BAD_COCO = {
     "missing image": (set_image(file_name="gone.png"), r"images\[2\].*gone\.png: image file not found"),
     "wrong size": (set_image(width=64), r"images\[2\] .*c\.png: the annotation says 64x30, the image .* 40x30"),
     "unknown image id": (add_orphan_annotation, r"image_id 99, which is not in 'images'"),
+    "image id not an integer": (set_annotation(image_id=12.0), r"annotations\[2\] .*needs image_id"),
 }
 
 
@@ -347,6 +397,38 @@ def test_coco_invalid_json_names_the_line(tmp_path):
     (tmp_path / "annotations.json").write_text('{"images": []}')
     with pytest.raises(AnnotationError, match="not a COCO detection file"):
         load_coco(tmp_path / "annotations.json")
+
+
+@pytest.mark.parametrize("key", ["images", "categories", "annotations"])
+def test_coco_null_instead_of_a_list(tmp_path, key):
+    json_path = write_coco(tmp_path, _coco_with(lambda document: document.update({key: None})))
+    with pytest.raises(AnnotationError, match=rf"annotations\.json: '{key}' must be a list, got null"):
+        load_coco(json_path, on_error="skip")
+
+
+def test_coco_duplicate_image_id(tmp_path):
+    write_image(tmp_path / "d.png", 40, 30)
+    document = _coco_with(lambda document: document["images"].append({"id": 10, "file_name": "d.png"}))
+    json_path = write_coco(tmp_path, document)
+    dataset = raises_or_skips_one(partial(load_coco, json_path), r"images\[3\] has id 10, like images\[0\]")
+    # image 10's boxes could belong to either picture: both go
+    assert [Path(record.image_path).name for record in dataset] == ["b.png", "c.png"]
+
+
+def test_coco_duplicate_category_id(tmp_path):
+    document = _coco_with(lambda document: document["categories"].append({"id": 2, "name": "bend right"}))
+    json_path = write_coco(tmp_path, document)
+    for on_error in ("raise", "skip"):  # the class table itself is wrong: nothing to skip
+        with pytest.raises(AnnotationError, match=r"categories\[3\] repeats id 2 of categories\[1\] \('bend left'\)"):
+            load_coco(json_path, on_error=on_error)
+
+
+def test_coco_repeated_annotation(tmp_path):
+    repeat = {"id": 9, "image_id": 10, "category_id": 1, "bbox": [2.5, 3, 10, 5]}
+    json_path = write_coco(tmp_path, _coco_with(lambda document: document["annotations"].append(repeat)))
+    message = r"annotations\[3\] \(id 9\): same image, box and class as annotations\[0\] \(id 1\)"
+    dataset = raises_or_skips_one(partial(load_coco, json_path), message)
+    assert len(dataset) == 3 and dataset[0].labels.tolist() == [1, 7]  # only the repeat goes
 
 
 # --- Pascal VOC -----------------------------------------------------------------------------------
@@ -469,6 +551,86 @@ def test_yolo_label_without_image_and_unreadable_image(tmp_path):
     (tmp_path / "images" / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     with pytest.raises(AnnotationError, match=r"c\.png: "):
         load_yolo(tmp_path / "images", tmp_path / "classes.txt", tmp_path / "labels")
+
+
+# --- what every loader refuses: repeated boxes, empty results; what every text reader accepts: a BOM ----
+
+@pytest.mark.parametrize("loader", ["gtsdb", "btsd"])
+def test_a_repeated_line_is_an_error_not_a_second_box(tmp_path, loader):
+    if loader == "gtsdb":
+        write_gtsdb(tmp_path, [GOOD_GT[0], GOOD_GT[1], GOOD_GT[0], GOOD_GT[2]])
+        file, load = tmp_path / "gt.txt", partial(load_gtsdb, tmp_path)
+    else:
+        file = tmp_path / "ann.txt"
+        file.write_text("\n".join([BTSD_LINES[0], BTSD_LINES[1], BTSD_LINES[0], *BTSD_LINES[2:]]) + "\n")
+        load = partial(load_btsd, file)
+    dataset = raises_or_skips_one(load, rf"{file.name}, line 3: .*same image, box and class as line 1")
+    # only the repeat goes: the image keeps its two boxes, each once
+    assert dataset.skipped[0].line == 3 and dataset.num_boxes == (3 if loader == "gtsdb" else 4)
+    assert len(dataset[0].boxes) == 2 and not np.array_equal(dataset[0].boxes[0], dataset[0].boxes[1])
+
+
+def write_empty_source(root: Path, loader: str):
+    """An empty annotation source of each loader's kind, and the loader to call on it."""
+    if loader == "gtsdb: empty gt.txt":
+        write_gtsdb(root, [])
+        (root / "gt.txt").write_text("")
+        return lambda **options: load_gtsdb(root, **options)
+    if loader == "btsd: empty file":
+        (root / "ann.txt").write_text("")
+        return lambda **options: load_btsd(root / "ann.txt", **options)
+    if loader == "coco: no images":
+        write_coco(root, {"images": [], "categories": coco_document()["categories"], "annotations": []})
+        return lambda **options: load_coco(root / "annotations.json", **options)
+    if loader == "voc: empty folder":
+        (root / "xml").mkdir()
+        return lambda **options: load_voc(root / "xml", root, **options)
+    write_yolo(root, {})
+    for image in (root / "images").iterdir():
+        image.unlink()
+    return lambda **options: load_yolo(root / "images", root / "classes.txt", **options)
+
+
+EMPTY_SOURCES = {
+    "gtsdb: empty gt.txt": r"gt\.txt: no annotation lines",
+    "btsd: empty file": r"ann\.txt: BTSD ann\.txt: no images",
+    "coco: no images": r"annotations\.json: annotations: no images",
+    "voc: empty folder": r"xml: VOC xml: no images",
+    "yolo: empty image folder": r"images: YOLO images: no images",
+}
+
+
+@pytest.mark.parametrize("loader", sorted(EMPTY_SOURCES))
+def test_an_empty_source_is_an_error_unless_allowed(tmp_path, loader):
+    load = write_empty_source(tmp_path, loader)
+    with pytest.raises(AnnotationError, match=rf"{EMPTY_SOURCES[loader]}.*allow_empty=True"):
+        load()
+    dataset = load(allow_empty=True)
+    assert dataset.num_boxes == 0 and len(dataset) == (3 if loader.startswith("gtsdb") else 0)
+
+
+@pytest.mark.parametrize("loader", ["gtsdb", "btsd", "coco", "yolo"])
+def test_a_utf8_byte_order_mark_is_stripped(tmp_path, loader):
+    def rewrite_with_bom(path: Path) -> None:
+        path.write_text(path.read_text(encoding="utf-8"), encoding="utf-8-sig")  # Windows Notepad does this
+
+    if loader == "gtsdb":
+        write_gtsdb(tmp_path, GOOD_GT)
+        rewrite_with_bom(tmp_path / "gt.txt")
+        dataset = load_gtsdb(tmp_path)
+        assert Path(dataset[0].image_path).name == "00000.ppm" and dataset.num_boxes == 3
+    elif loader == "btsd":
+        (tmp_path / "ann.txt").write_text("\n".join(BTSD_LINES) + "\n", encoding="utf-8-sig")
+        assert load_btsd(tmp_path / "ann.txt")[0].image_path == "01/image.000001.jp2"
+    elif loader == "coco":
+        rewrite_with_bom(write_coco(tmp_path, coco_document()))
+        assert load_coco(tmp_path / "annotations.json").num_boxes == 3
+    else:
+        write_yolo(tmp_path, {"a": "0 0.5 0.5 0.25 0.5\n"})
+        rewrite_with_bom(tmp_path / "classes.txt")
+        rewrite_with_bom(tmp_path / "labels" / "a.txt")
+        dataset = load_yolo(tmp_path / "images", tmp_path / "classes.txt", tmp_path / "labels")
+        assert dataset.classes == {0: "stop", 1: "danger"} and dataset[0].labels.tolist() == [0]
 
 
 # --- few-shot subsets ----------------------------------------------------------------------------

@@ -98,6 +98,13 @@ def test_check_box_clips_within_tolerance_and_rejects_beyond():
         check_box([100, 10, 101.5, 50], 100, 80, "f.txt", 5)
 
 
+def test_check_box_names_inverted_corners_with_their_values():
+    with pytest.raises(AnnotationError, match=r"f\.txt, line 6: .* has inverted corners: xmax 10 < xmin 20$"):
+        check_box([20, 10, 10, 50], 100, 80, "f.txt", 6)
+    with pytest.raises(AnnotationError, match=r"inverted corners: xmax 30 < xmin 40, ymax 5 < ymin 50$"):
+        check_box([40, 50, 30, 5], 100, 80, "f.txt", 7)
+
+
 def test_issue_log_raises_or_collects_and_warns_once():
     error = AnnotationError("bad class", "gt.txt", 2)
     with pytest.raises(AnnotationError, match="gt.txt, line 2: bad class"):
@@ -113,6 +120,17 @@ def test_issue_log_raises_or_collects_and_warns_once():
         IssueLog("skip").warn_if_skipped("toy")  # nothing skipped, nothing said
     with pytest.raises(ValueError, match="on_error"):
         IssueLog("ignore")
+
+
+def test_issue_log_refuses_an_empty_result_unless_allowed():
+    log = IssueLog("skip")
+    log.report(AnnotationError("zero area", "gt.txt", 5))
+    with pytest.raises(AnnotationError, match=r"^gt\.txt: toy: no images left after skipping 1 bad items "
+                                              r"\(first: gt\.txt, line 5: zero area\).*allow_empty=True"):
+        log.dataset([], {1: "stop"}, {}, name="toy", source="gt.txt")
+    with pytest.warns(UserWarning, match="toy: skipped 1 bad items"):
+        dataset = log.dataset([], {1: "stop"}, {}, name="toy", source="gt.txt", allow_empty=True)
+    assert len(dataset) == 0 and dataset.skipped == log.skipped and dataset.name == "toy"
 
 
 # --- load_image: every pixel format becomes (H, W, 3) uint8 RGB ---------------------------------------

@@ -134,6 +134,7 @@ def load_btsd(
     on_error: OnError = "raise",
     split: str | None = None,
     country: str = "Belgium",
+    allow_empty: bool = False,
 ) -> DetectionDataset:
     """Load a BelgiumTS detection annotation file (``BTSD_training_GTclear.txt``, ...).
 
@@ -142,9 +143,11 @@ def load_btsd(
         image_root: folder holding the camera folders ``00/`` ... ``07/``. When given, every image must
             exist and its size comes from its header; when ``None``, images are not touched, sizes are
             :data:`BTSD_IMAGE_SIZE` and ``image_path`` is relative.
-        on_error: "raise" or "skip"; a bad line drops its whole image (see :func:`load_gtsdb`).
+        on_error: "raise" or "skip"; a bad line drops its whole image, a line repeating an earlier one
+            is dropped alone (see :func:`load_gtsdb`).
         split: defaults to "train" / "test" from the file name ("training" / "testing").
         country: recorded on every record.
+        allow_empty: accept a file without images; by default that raises AnnotationError.
 
     Returns:
         A :class:`DetectionDataset` whose ``classes`` are the class ids found in the file (-1 = undefined),
@@ -164,8 +167,7 @@ def load_btsd(
     classes = {class_id: btsd_class_name(class_id) for class_id in class_ids}
     superclass_of = {class_id: btsd_superclass(class_id) for class_id in class_ids}
     name = f"BTSD {split}" if split else f"BTSD {annotation_file.name}"
-    issues.warn_if_skipped(name)
-    return DetectionDataset(records, classes, superclass_of, name=name, skipped=issues.skipped)
+    return issues.dataset(records, classes, superclass_of, name, annotation_file, allow_empty)
 
 
 def _btsd_record(

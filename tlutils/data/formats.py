@@ -51,25 +51,32 @@ def _checked_size(image_path: Path, stated: tuple[Any, Any], file: Path, line: i
 
 def _read_json(json_path: Path) -> dict:
     try:
-        data = json.loads(json_path.read_text(encoding="utf-8"))
+        data = json.loads(json_path.read_text(encoding="utf-8-sig"))  # -sig: drop a BOM
     except json.JSONDecodeError as error:
         reason = f"not valid JSON: {error.msg} (column {error.colno})"
         raise AnnotationError(reason, json_path, error.lineno) from None
     missing = [key for key in ("images", "categories") if not isinstance(data, dict) or key not in data]
     if missing:
         raise AnnotationError(f"not a COCO detection file: no {missing} list", json_path)
+    for key in ("images", "categories", "annotations"):
+        if key in data and not isinstance(data[key], list):
+            raise AnnotationError(f"'{key}' must be a list, got {json.dumps(data[key])[:40]}", json_path)
     return data
 
 
 def _coco_categories(data: dict, json_path: Path) -> tuple[dict[int, str], dict[int, str | None]]:
-    classes, superclass_of = {}, {}
+    """The class table; AnnotationError for a malformed or repeated category (there is nothing to skip)."""
+    classes, superclass_of, index_of = {}, {}, {}
     for index, category in enumerate(data["categories"]):
         try:
             class_id, name = int(category["id"]), str(category["name"])
         except (KeyError, TypeError, ValueError):
             raise AnnotationError(f"categories[{index}] needs an integer 'id' and a 'name': {category!r}",
                                   json_path) from None
-        classes[class_id] = name
+        if class_id in classes:
+            raise AnnotationError(f"categories[{index}] repeats id {class_id} of categories[{index_of[class_id]}] "
+                                  f"({classes[class_id]!r}); ids must be unique", json_path)
+        classes[class_id], index_of[class_id] = name, index
         superclass_of[class_id] = superclass_named(category.get("supercategory"))
     return classes, superclass_of
 
@@ -98,23 +105,52 @@ def _coco_box(annotation: Any, index: int, classes: Mapping[int, str], json_path
 
 
 def _coco_boxes_by_image(data: dict, classes: Mapping[int, str], json_path: Path, issues: IssueLog):
-    """``image id -> [_CocoBox, ...]`` and the ids of images with a bad annotation (dropped whole)."""
+    """``image id -> [_CocoBox, ...]`` and the ids of images with a bad annotation (dropped whole).
+
+    A bad annotation whose ``image_id`` is still a number or string (``12.0``) drops the image with
+    that id; one naming no image at all can drop none. A repeated annotation is left out on its own.
+    """
     boxes_of: dict[Any, list[_CocoBox]] = defaultdict(list)
     bad_images: set = set()
-    for index, annotation in enumerate(data.get("annotations") or []):
+    first_of: dict[tuple, _CocoBox] = {}
+    for index, annotation in enumerate(data.get("annotations", [])):
         try:
             image_id, box = _coco_box(annotation, index, classes, json_path)
         except AnnotationError as error:
             issues.report(error)
             image_id = annotation.get("image_id") if isinstance(annotation, dict) else None
-            bad_images.add(image_id if isinstance(image_id, (int, str)) else None)
+            if isinstance(image_id, (int, float, str)):
+                bad_images.add(image_id)  # 12.0 == 12: the set finds image 12
             continue
+        key = (image_id, box.category_id, *box.corners)
+        if key in first_of:
+            issues.report(AnnotationError(f"{box.what}: same image, box and class as {first_of[key].what}: "
+                                          f"a box listed twice would count twice", json_path))
+            continue
+        first_of[key] = box
         boxes_of[image_id].append(box)
     known_ids = {image.get("id") for image in data["images"] if isinstance(image, dict)}
     for image_id in boxes_of.keys() - known_ids:
         issues.report(AnnotationError(f"{len(boxes_of[image_id])} annotations name image_id {image_id!r}, "
                                       f"which is not in 'images'", json_path))
     return boxes_of, bad_images
+
+
+def _coco_repeated_image_ids(images: list, json_path: Path, issues: IssueLog) -> set:
+    """Ids that more than one ``images`` entry has: their annotations could belong to either, so all go."""
+    first_index: dict[Any, int] = {}
+    repeated = set()
+    for index, image in enumerate(images):
+        image_id = image.get("id") if isinstance(image, dict) else None
+        if not isinstance(image_id, (int, str)):
+            continue  # _coco_record reports it
+        if image_id in first_index:
+            reason = (f"images[{index}] has id {image_id!r}, like images[{first_index[image_id]}]: the "
+                      f"annotations of image {image_id!r} could belong to either")
+            issues.report(AnnotationError(reason, json_path))
+            repeated.add(image_id)
+        first_index.setdefault(image_id, index)
+    return repeated
 
 
 def _coco_record(index: int, image: Any, boxes_of: Mapping[Any, list[_CocoBox]], image_root: Path,
@@ -141,14 +177,21 @@ def load_coco(
     on_error: OnError = "raise",
     country: str | None = None,
     split: str | None = None,
+    allow_empty: bool = False,
 ) -> DetectionDataset:
     """Load a COCO detection JSON (``images``, ``annotations``, ``categories``).
+
+    Ids must be unique: a repeated category id raises AnnotationError even with ``on_error="skip"``
+    (the class table is wrong), a repeated image id is a bad item for both images (whose boxes would
+    they be?), and an annotation repeating another (same image, category and bbox) is a bad item.
 
     Args:
         json_path: the JSON file (e.g. :func:`tlutils.data.synth.generate`'s ``annotations.json``).
         image_root: folder the images' ``file_name`` are relative to; defaults to the JSON's folder.
-        on_error: "raise" or "skip"; a bad annotation drops its whole image.
+        on_error: "raise" or "skip"; a bad annotation drops its whole image (one naming no image
+            drops none), a repeated annotation is dropped alone.
         country, split: default to the JSON's ``info`` block ("country", "split") when present.
+        allow_empty: accept a file without images; by default that raises AnnotationError.
 
     Returns:
         A :class:`DetectionDataset` with every category (id -> name), named after ``info.description``
@@ -164,6 +207,7 @@ def load_coco(
     classes, superclass_of = _coco_categories(data, json_path)
     issues = IssueLog(on_error)
     boxes_of, bad_images = _coco_boxes_by_image(data, classes, json_path, issues)
+    bad_images |= _coco_repeated_image_ids(data["images"], json_path, issues)
     wanted = [(index, image) for index, image in enumerate(data["images"])
               if not (isinstance(image, dict) and isinstance(image.get("id"), (int, str))
                       and image["id"] in bad_images)]
@@ -173,8 +217,7 @@ def load_coco(
         wanted,
     )
     name = info.get("description") or json_path.stem
-    issues.warn_if_skipped(name)
-    return DetectionDataset(records, classes, superclass_of, name=name, skipped=issues.skipped)
+    return issues.dataset(records, classes, superclass_of, name, json_path, allow_empty)
 
 
 # --- Pascal VOC ------------------------------------------------------------------------------------
@@ -231,6 +274,7 @@ def load_voc(
     one_based: bool = True,
     country: str | None = None,
     split: str | None = None,
+    allow_empty: bool = False,
 ) -> DetectionDataset:
     """Load Pascal VOC XML files (one per image, ``<filename>``, ``<size>``, ``<object>``s).
 
@@ -242,6 +286,7 @@ def load_voc(
         on_error: "raise" or "skip"; a bad object drops its whole image.
         one_based: VOC devkit coordinates (1-based, inclusive); ``False`` for 0-based continuous ones.
         country, split: recorded on every record.
+        allow_empty: accept a folder without images; by default that raises AnnotationError.
 
     Returns:
         A :class:`DetectionDataset`; ``record.difficult`` holds each object's ``<difficult>`` flag.
@@ -272,8 +317,7 @@ def load_voc(
 
     records = issues.collect(make, documents)
     name = f"VOC {annotation_dir.name}"
-    issues.warn_if_skipped(name)
-    return DetectionDataset(records, class_table, superclass_of, name=name, skipped=issues.skipped)
+    return issues.dataset(records, class_table, superclass_of, name, annotation_dir, allow_empty)
 
 
 # --- YOLO ------------------------------------------------------------------------------------------
@@ -281,7 +325,7 @@ def load_voc(
 def _read_class_names(classes_file: Path) -> list[str]:
     if not classes_file.is_file():
         raise FileNotFoundError(f"YOLO classes file {classes_file} not found")
-    names = [line.strip() for line in classes_file.read_text(encoding="utf-8").splitlines()]
+    names = [line.strip() for line in classes_file.read_text(encoding="utf-8-sig").splitlines()]  # drop a BOM
     while names and not names[-1]:
         names.pop()
     for line, name in enumerate(names, start=1):
@@ -294,7 +338,8 @@ def _read_class_names(classes_file: Path) -> list[str]:
 def _read_yolo_labels(label_path: Path, width: int, height: int, num_classes: int) -> tuple[list, list]:
     """``(pixel corners, class ids)`` from one YOLO label file; AnnotationError naming the line."""
     boxes, labels = [], []
-    for line, text in enumerate(label_path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+    text_lines = label_path.read_text(encoding="utf-8-sig", errors="replace").splitlines()  # -sig: drop a BOM
+    for line, text in enumerate(text_lines, start=1):
         fields = text.split()
         if not fields:
             continue
@@ -323,6 +368,7 @@ def load_yolo(
     on_error: OnError = "raise",
     country: str | None = None,
     split: str | None = None,
+    allow_empty: bool = False,
 ) -> DetectionDataset:
     """Load YOLO txt labels: one ``<stem>.txt`` per image, lines ``class cx cy w h`` normalized to [0, 1].
 
@@ -334,6 +380,7 @@ def load_yolo(
         on_error: "raise" or "skip"; a bad line drops its whole image. A label file without an image is
             an error too.
         country, split: recorded on every record.
+        allow_empty: accept a folder without images; by default that raises AnnotationError.
 
     Returns:
         A :class:`DetectionDataset`; an image without a label file (or with an empty one) is a
@@ -366,5 +413,4 @@ def load_yolo(
 
     records = issues.collect(make, images)
     name = f"YOLO {image_dir.name}"
-    issues.warn_if_skipped(name)
-    return DetectionDataset(records, class_table, superclass_of, name=name, skipped=issues.skipped)
+    return issues.dataset(records, class_table, superclass_of, name, image_dir, allow_empty)

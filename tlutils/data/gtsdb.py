@@ -10,8 +10,13 @@ in column ``c`` spans ``[c, c + 1)``, hence::
 
     xmin, ymin, xmax, ymax = leftCol, topRow, rightCol + 1, bottomRow + 1     # (774, 411, 816, 447)
 
-Every ``.ppm`` in the folder is an image; one without a line in ``gt.txt`` is a background image
-(159 of the 900). Official split: 00000-00599 train, 00600-00899 test.
+Every image in the folder is a frame; one without a line in ``gt.txt`` is a background image (159 of
+the 900). Official split: 00000-00599 train, 00600-00899 test. Redistributions that re-encode the
+frames keep ``gt.txt`` naming ``00000.ppm``, so a frame is its file name without the suffix: it may be
+stored as any one of :data:`GTSDB_IMAGE_SUFFIXES` (``00000.jpg``).
+
+The official ``gt.txt`` lists the stop sign of ``00340.ppm`` twice (two identical lines): load it with
+``on_error="skip"`` to drop the repeat.
 """
 
 from __future__ import annotations
@@ -79,6 +84,9 @@ GTSDB_NUM_TRAIN = 600
 
 GTSDB_SPLITS = ("train", "test")
 
+GTSDB_IMAGE_SUFFIXES = (".ppm", ".png", ".jpg", ".jpeg")
+"""Image files a frame may be stored as (case-insensitive): the official PPM or a re-encoded copy."""
+
 
 def gtsdb_split_of(file_name: str) -> str | None:
     """"train" or "test" from an official file name such as ``00612.ppm``; ``None`` for other names."""
@@ -106,30 +114,63 @@ def _parse_gt_line(text: str, gt_file: Path, line: int) -> tuple[str, list[float
     return file_name, [left, top, right + 1, bottom + 1], class_id  # inclusive indices -> corners
 
 
-def _gtsdb_record(root: Path, file_name: str, annotations: list, gt_file: Path) -> DetectionRecord:
-    """One image's record from its ``(line, corners, class id)`` annotations; AnnotationError when bad."""
+def _frame(file_name: str) -> str:
+    """The frame a file stands for: its name without an image suffix (``00000.ppm`` -> ``00000``)."""
+    path = Path(file_name)
+    return str(path.with_suffix("")) if path.suffix.lower() in GTSDB_IMAGE_SUFFIXES else file_name
+
+
+def _image_files(root: Path) -> dict[str, list[str]]:
+    """Frame -> the names of its image files in ``root`` (one, unless the folder holds copies)."""
+    files: dict[str, list[str]] = {}
+    for path in sorted(root.iterdir()):
+        if path.suffix.lower() in GTSDB_IMAGE_SUFFIXES:
+            files.setdefault(_frame(path.name), []).append(path.name)
+    return files
+
+
+def _frame_annotations(annotations: dict[str, list]) -> dict[str, tuple[str, list]]:
+    """Frame -> (the file name gt.txt gives it, its ``(line, corners, class id)`` in line order)."""
+    by_frame: dict[str, tuple[str, list]] = {}
+    for file_name, lines in annotations.items():
+        by_frame.setdefault(_frame(file_name), (file_name, []))[1].extend(lines)
+    return {frame: (file_name, sorted(lines)) for frame, (file_name, lines) in by_frame.items()}
+
+
+def _gtsdb_record(root: Path, frame: str, files: list[str], annotated: tuple[str, list] | None,
+                  gt_file: Path) -> DetectionRecord:
+    """One frame's record from its image files and annotations; AnnotationError when bad."""
+    if len(files) > 1:
+        raise AnnotationError(f"frame {frame} has {len(files)} image files {files}: keep one", root)
+    file_name, annotations = annotated or (files[0], [])
+    image_path = root / (files[0] if files else file_name)
     first_line = annotations[0][0] if annotations else None
-    image_path = root / file_name
     width, height = image_size_for(image_path, gt_file if annotations else image_path, first_line)
     boxes = [check_box(corners, width, height, gt_file, line) for line, corners, _ in annotations]
     labels = [class_id for _, _, class_id in annotations]
     return record_from_table(image_path, width, height, boxes, labels, GTSDB_CLASS_NAMES, GTSDB_SUPERCLASS_OF,
-                             country="Germany", split=gtsdb_split_of(file_name))
+                             country="Germany", split=gtsdb_split_of(image_path.name))
 
 
-def load_gtsdb(root: str | PathLike, split: str | None = None, on_error: OnError = "raise") -> DetectionDataset:
-    """Load GTSDB from its official folder (``*.ppm`` and ``gt.txt``).
+def load_gtsdb(
+    root: str | PathLike, split: str | None = None, on_error: OnError = "raise", allow_empty: bool = False,
+) -> DetectionDataset:
+    """Load GTSDB from its official folder (the frames and ``gt.txt``).
 
     Args:
-        root: the folder holding ``00000.ppm`` ... and ``gt.txt``.
+        root: the folder holding ``00000.ppm`` ... (or ``00000.jpg`` ..., see
+            :data:`GTSDB_IMAGE_SUFFIXES`) and ``gt.txt``.
         split: ``None`` for every image, or "train" (00000-00599) / "test" (00600-00899).
         on_error: "raise" the first bad item as an :class:`AnnotationError` naming file and line, or
             "skip" bad images (a malformed line or bad box drops its whole image, since keeping the image
-            without that box would teach the sign as background) and list them in ``.skipped``.
+            without that box would teach the sign as background; a line repeating an earlier one is
+            dropped alone) and list them in ``.skipped``.
+        allow_empty: accept an empty ``gt.txt`` (every frame a background image) or no images (e.g.
+            ``split="test"`` of a folder of training frames); by default both raise AnnotationError.
 
     Returns:
         A :class:`DetectionDataset` with ``classes`` = the 43 GTSDB classes and ``superclass_of`` = the
-        ReadMe's categories; records sorted by file name, width and height read from each PPM header.
+        ReadMe's categories; records sorted by frame, width and height read from each image header.
     """
     if split not in (None, *GTSDB_SPLITS):
         raise ValueError(f"split must be None, 'train' or 'test', got {split!r}")
@@ -140,10 +181,14 @@ def load_gtsdb(root: str | PathLike, split: str | None = None, on_error: OnError
                                 f"00000.ppm ... and gt.txt in one folder")
     issues = IssueLog(on_error)
     annotations, bad_images = group_lines_by_image(gt_file, _parse_gt_line, issues)
-    file_names = sorted({path.name for path in root.glob("*.ppm")} | annotations.keys())
-    wanted = [name for name in file_names
-              if name not in bad_images and (split is None or gtsdb_split_of(name) == split)]
-    records = issues.collect(lambda name: _gtsdb_record(root, name, annotations.get(name, []), gt_file), wanted)
+    if not annotations and not bad_images and not allow_empty:
+        raise AnnotationError("no annotation lines: every frame would be a background image. Check the file, "
+                              "or pass allow_empty=True if that is what you want", gt_file)
+    files, annotated = _image_files(root), _frame_annotations(annotations)
+    bad_frames = {_frame(file_name) for file_name in bad_images}
+    wanted = [frame for frame in sorted(files.keys() | annotated.keys())
+              if frame not in bad_frames and (split is None or gtsdb_split_of(frame) == split)]
+    records = issues.collect(
+        lambda frame: _gtsdb_record(root, frame, files.get(frame, []), annotated.get(frame), gt_file), wanted)
     name = "GTSDB" if split is None else f"GTSDB {split}"
-    issues.warn_if_skipped(name)
-    return DetectionDataset(records, GTSDB_CLASS_NAMES, GTSDB_SUPERCLASS_OF, name=name, skipped=issues.skipped)
+    return issues.dataset(records, GTSDB_CLASS_NAMES, GTSDB_SUPERCLASS_OF, name, root, allow_empty)

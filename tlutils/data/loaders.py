@@ -3,7 +3,7 @@
 ==================  =================================================  ===========================
 loader              source                                             module
 ==================  =================================================  ===========================
-``load_gtsdb``      GTSDB folder: ``00000.ppm`` ... + ``gt.txt``       :mod:`tlutils.data.gtsdb`
+``load_gtsdb``      GTSDB folder: ``00000.ppm`` (.jpg, .png) + gt.txt  :mod:`tlutils.data.gtsdb`
 ``load_btsd``       BelgiumTS ``BTSD_*_GTclear.txt``                   :mod:`tlutils.data.btsd`
 ``load_coco``       COCO JSON (also the synthetic sign world's)        :mod:`tlutils.data.formats`
 ``load_voc``        Pascal VOC XML folder                              :mod:`tlutils.data.formats`
@@ -15,6 +15,11 @@ Every loader takes ``on_error="raise"`` (default: the first bad item raises an
 ``on_error="skip"`` (bad images are dropped, listed in ``dataset.skipped`` and summed up in one warning).
 Boxes may stick out of the image by :data:`~tlutils.data.records.BORDER_TOLERANCE` pixels; they are
 clipped.
+
+No loader lets a wrong count through: a box listed twice (same image, box and class) is a bad item
+(skipped, only the repeat goes), ``xmax < xmin`` is reported as inverted corners with the values, and a
+load that finds no image at all raises unless called with ``allow_empty=True``. Text annotation files
+may start with a UTF-8 byte order mark (Windows editors write one).
 
 ``subset(dataset, num_images, seed)`` draws the few-shot training sets of the transfer experiments.
 """

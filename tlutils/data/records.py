@@ -12,7 +12,8 @@ Every loader (:mod:`tlutils.data.loaders`) turns its format into :class:`Detecti
 
 Bad input is reported as :class:`AnnotationError` (a ``ValueError``) naming the file and line;
 loaders called with ``on_error="skip"`` keep going and list what they dropped as :class:`SkippedItem`
-in :attr:`DetectionDataset.skipped`.
+in :attr:`DetectionDataset.skipped`. A load that ends with no image at all is an error too, unless
+the loader is called with ``allow_empty=True``: it is almost always a wrong path or a truncated file.
 """
 
 from __future__ import annotations
@@ -282,14 +283,32 @@ class IssueLog:
                 self.report(error)
         return results
 
-    def warn_if_skipped(self, dataset_name: str) -> None:
+    def warn_if_skipped(self, dataset_name: str, stacklevel: int = 3) -> None:
         """One warning for everything skipped, so that nothing is dropped silently."""
         if self.skipped:
             warnings.warn(
                 f"{dataset_name}: skipped {len(self.skipped)} bad items, first: {self.skipped[0]} "
                 f"(the dataset's .skipped lists them all)",
-                stacklevel=3,
+                stacklevel=stacklevel,
             )
+
+    def dataset(
+        self, records: list[DetectionRecord], classes: Mapping[int, str],
+        superclass_of: Mapping[int, str | None] | None, name: str, source: str | PathLike,
+        allow_empty: bool = False,
+    ) -> DetectionDataset:
+        """A loader's result: the dataset, after one warning for what was skipped.
+
+        Raises:
+            AnnotationError: naming ``source``, when there are no records and ``allow_empty`` is false.
+        """
+        if not records and not allow_empty:
+            left = (f" left after skipping {len(self.skipped)} bad items (first: {self.skipped[0]})"
+                    if self.skipped else "")
+            raise AnnotationError(f"{name}: no images{left}. Check the path, or pass allow_empty=True "
+                                  f"if an empty dataset is what you want", source)
+        self.warn_if_skipped(name, stacklevel=4)  # point at the loader's caller
+        return DetectionDataset(records, classes, superclass_of, name=name, skipped=self.skipped)
 
 
 def group_lines_by_image(
@@ -302,11 +321,14 @@ def group_lines_by_image(
     Returns:
         ``image -> [(line, *fields), ...]`` in order of first appearance, and the images named by a bad
         line: a loader drops those whole, since keeping the image without the box would teach the
-        detector that the sign is background.
+        detector that the sign is background. A line that repeats an earlier one (same image and
+        fields) is reported and left out on its own: the image keeps the box once, not twice.
     """
     annotations: dict[str, list[tuple]] = defaultdict(list)
     bad_images: set[str] = set()
-    for line, text in enumerate(file.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+    first_line_of: dict[tuple[str, str], int] = {}
+    text_lines = file.read_text(encoding="utf-8-sig", errors="replace").splitlines()  # -sig: drop a BOM
+    for line, text in enumerate(text_lines, start=1):
         if not text.strip():
             continue
         try:
@@ -315,6 +337,12 @@ def group_lines_by_image(
             issues.report(error)
             bad_images.add(text.split(";")[0].strip())
             continue
+        key = (image, repr(fields))
+        if key in first_line_of:
+            issues.report(AnnotationError(f"same image, box and class as line {first_line_of[key]}: a box "
+                                          f"listed twice would count twice", file, line))
+            continue
+        first_line_of[key] = line
         annotations[image].append((line, *fields))
     return dict(annotations), bad_images
 
@@ -328,15 +356,20 @@ def check_box(
     ``what`` names the box in the message where there is no line number ("annotation id 7").
 
     Raises:
-        AnnotationError: non-finite coordinates, zero or negative area, or a box sticking out of the
-            ``width`` x ``height`` image by more than ``tolerance`` pixels.
+        AnnotationError: non-finite coordinates, inverted corners (``xmax < xmin`` or ``ymax < ymin``,
+            with the values), zero area, or a box sticking out of the ``width`` x ``height`` image by
+            more than ``tolerance`` pixels.
     """
     corners = np.asarray(box, dtype=np.float64)
     described = f"{what} (xmin, ymin, xmax, ymax) = {[round(value, 3) for value in corners.tolist()]}"
     if not np.all(np.isfinite(corners)):
         raise AnnotationError(f"{described} has non-finite coordinates", file, line)
     xmin, ymin, xmax, ymax = corners
-    if xmax <= xmin or ymax <= ymin:
+    inverted = [f"{axis}max {high:g} < {axis}min {low:g}"
+                for axis, low, high in (("x", xmin, xmax), ("y", ymin, ymax)) if high < low]
+    if inverted:
+        raise AnnotationError(f"{described} has inverted corners: {', '.join(inverted)}", file, line)
+    if xmax == xmin or ymax == ymin:
         raise AnnotationError(f"{described} has zero area", file, line)
     if xmin < -tolerance or ymin < -tolerance or xmax > width + tolerance or ymax > height + tolerance:
         raise AnnotationError(
