@@ -20,8 +20,6 @@ from tlutils.data.pipeline import DetectionSequence
 from tlutils.experiment import (
     RESULT_COLUMNS,
     RunConfig,
-    _step_dataset,
-    _StepBatches,
     expand_grid,
     load_results,
     run,
@@ -32,6 +30,7 @@ from tlutils.experiment import (
     WORLD_SEEDS,
     synth_dataset,
 )
+from tlutils.experiment.run_data import StepBatches, step_dataset
 from tlutils.model import FREEZE_POINTS, LAYERS_BY_BLOCK, block_of, build_ssd_vgg16, freeze, trainable_summary
 from tlutils.profiles import get_profile
 
@@ -72,8 +71,8 @@ def _detector(results_dir, rows: pd.DataFrame) -> keras.Model:
 
 def test_run_config_normalizes_the_strategy_and_keys_are_stable():
     a = RunConfig(strategy="freeze:block3", num_target_images=10)
-    b = RunConfig(strategy="freeze", freeze_point="block3", num_target_images=10)
-    assert (a.strategy, a.freeze_point, a.strategy_label) == ("freeze", "block3", "freeze:block3")
+    b = RunConfig(strategy=" Freeze:Block3 ", num_target_images=10)
+    assert (a.strategy, b.strategy) == ("freeze:block3", "freeze:block3")
     assert a == b and run_key(a) == run_key(b)
     assert run_key(a) != run_key(a.replace(seed=1)) != run_key(a.replace(num_target_images=11))
     # resolved defaults count: an explicit value equal to the profile's default is the same run
@@ -84,14 +83,14 @@ def test_defaults_follow_the_initial_weights_and_the_stage():
     from tlutils.experiment import resolve
 
     scratch_source = resolve(RunConfig(stage="source", country="belgium"))
-    assert (scratch_source["preprocessing"], scratch_source["augmentation"]) == ("tf", "photometric")
+    assert (scratch_source.preprocessing, scratch_source.augmentation) == ("tf", "photometric")
     transfer = RunConfig(strategy="finetune", num_target_images=10)
-    assert (resolve(transfer)["preprocessing"], resolve(transfer)["augmentation"]) == ("tf", "ssd")
-    assert resolve(RunConfig(strategy="imagenet", num_target_images=10))["preprocessing"] == "caffe"
-    assert resolve(transfer.replace(source_strategy="imagenet"))["preprocessing"] == "caffe"
+    assert (resolve(transfer).preprocessing, resolve(transfer).augmentation) == ("tf", "ssd")
+    assert resolve(RunConfig(strategy="imagenet", num_target_images=10)).preprocessing == "caffe"
+    assert resolve(transfer.replace(source_strategy="imagenet")).preprocessing == "caffe"
     # the source run shares an explicit preprocessing, so transferred weights see what they learned on
-    assert resolve(source_config(transfer.replace(preprocessing="caffe")))["preprocessing"] == "caffe"
-    assert resolve(transfer)["source_run_key"] == run_key(source_config(transfer))
+    assert resolve(source_config(transfer.replace(preprocessing="caffe"))).preprocessing == "caffe"
+    assert resolve(transfer).source_run_key == run_key(source_config(transfer))
 
 
 @pytest.mark.parametrize(
@@ -116,22 +115,23 @@ def test_bad_configurations_raise(fields, fragment):
 
 def test_expand_grid_multiplies_only_freeze_by_its_points():
     base = RunConfig(num_target_images=10)
-    grid = {"strategies": ["scratch", "freeze", "freeze:fc"], "freeze_point": ["block2", "block4"],
-            "num_target_images": [10, 50], "seed": [0, 1]}
+    grid = {"strategies": ["scratch", "freeze:block2", "freeze:fc"], "num_target_images": [10, 50], "seed": [0, 1]}
     configs = expand_grid(grid, base)
-    labels = sorted({c.strategy_label for c in configs})
-    assert labels == ["freeze:block2", "freeze:block4", "freeze:fc", "scratch"]
-    assert len(configs) == 4 * 2 * 2
+    labels = sorted({c.strategy for c in configs})
+    assert labels == ["freeze:block2", "freeze:fc", "scratch"]
+    assert len(configs) == 3 * 2 * 2
     with pytest.raises(ValueError, match="valid keys"):
         expand_grid({"epochs": [1]}, base)
+    with pytest.raises(ValueError, match="valid keys"):  # one spelling: the point is part of the strategy
+        expand_grid({"strategy": ["freeze"], "freeze_point": ["block2"]}, base)
 
 
 def test_summarize_takes_the_final_epoch_mean_and_std_over_seeds():
     rows = []
     for seed, final in ((0, 0.5), (1, 0.7)):
         for epoch, value in ((1, 0.1), (2, final)):
-            rows.append(dict(run_key=f"k{seed}", stage="target", country="germany", strategy="freeze",
-                             freeze_point="block3", num_target_images=50, seed=seed, learning_rate=1e-3,
+            rows.append(dict(run_key=f"k{seed}", stage="target", country="germany", strategy="freeze:block3",
+                             num_target_images=50, seed=seed, learning_rate=1e-3,
                              epoch=epoch, val_map50=value, epoch_seconds=2.0))
     summary = summarize(pd.DataFrame(rows))
     assert len(summary) == 1
@@ -143,7 +143,7 @@ def test_summarize_takes_the_final_epoch_mean_and_std_over_seeds():
 
 def test_summarize_keeps_runs_that_differ_in_more_than_the_seed_apart():
     rows = [dict(run_key=f"k{l2}-{seed}", stage="target", country="germany", strategy="finetune",
-                 freeze_point=None, num_target_images=50, seed=seed, learning_rate=1e-4, epoch=1,
+                 num_target_images=50, seed=seed, learning_rate=1e-4, epoch=1,
                  l2_regularization=l2, profile="cpu", val_map50=value, epoch_seconds=1.0)
             for l2, seed, value in ((0.0, 0, 0.7), (0.0, 1, 0.6), (0.0005, 0, 0.2))]
     summary = summarize(pd.DataFrame(rows)).set_index("l2_regularization")
@@ -166,7 +166,7 @@ def tiny_sequence() -> DetectionSequence:
 
 def test_step_batches_depend_on_the_global_step_only():
     sequence = tiny_sequence()
-    steps = _StepBatches(sequence, steps_per_epoch=4)  # 4 steps an epoch over 3 batches a pass
+    steps = StepBatches(sequence, steps_per_epoch=4)  # 4 steps an epoch over 3 batches a pass
     steps.epoch = 2  # global steps 8..11: pass 2 batches 2, pass 3 batches 0, 1, 2
     got = [steps.batch(index)[0] for index in reversed(range(4))][::-1]
     for image, (passes, batch) in zip(got, [(2, 2), (3, 0), (3, 1), (3, 2)]):
@@ -182,7 +182,7 @@ def test_fit_reads_the_runner_batches_without_tf_data_autotuning():
     # tlutils.data.pipeline.DEFAULT_WORKERS); Keras switches it off for a PyDataset read by its enqueuer.
     from keras.src.trainers.data_adapters import get_data_adapter
 
-    dataset = get_data_adapter(_step_dataset(tiny_sequence(), steps_per_epoch=4)).get_tf_dataset()
+    dataset = get_data_adapter(step_dataset(tiny_sequence(), steps_per_epoch=4)).get_tf_dataset()
     assert dataset.options().autotune.enabled is False
 
 
@@ -192,7 +192,7 @@ def test_fit_reads_the_runner_batches_without_tf_data_autotuning():
 def test_results_csv_has_one_row_per_epoch_and_every_column(runs, results_dir):
     table = load_results(results_dir)
     assert list(table.columns) == list(RESULT_COLUMNS)
-    required = ["stage", "country", "strategy", "freeze_point", "num_target_images", "seed", "epoch", "loss",
+    required = ["stage", "country", "strategy", "num_target_images", "seed", "epoch", "loss",
                 "localization", "confidence", "regularization", "val_loss", "val_map50", "epoch_seconds",
                 "run_key", "checkpoint"]
     assert set(required) <= set(table.columns)
@@ -337,7 +337,7 @@ def test_sweep_from_the_command_line_skips_what_is_done(runs, results_dir, capsy
         keys.append(run_key(config))
         return real_run(config, *args, **kwargs)
 
-    monkeypatch.setattr(experiment, "run", recording_run)
+    monkeypatch.setattr(experiment.sweeps, "run", recording_run)
     args = build_parser().parse_args(["sweep", "--profile", "ci", "--strategies", "scratch", "head_only",
                                       "--out", str(results_dir)])
     before = len(load_results(results_dir))
@@ -360,12 +360,12 @@ def test_sweep_command_line_names_the_profile_grid_and_the_l2_factor(monkeypatch
         seen.update(grid=grid, base=base)
         return pd.DataFrame(columns=list(experiment.RESULT_COLUMNS))
 
-    monkeypatch.setattr(experiment, "sweep", fake_sweep)
-    monkeypatch.setattr(experiment, "summarize", lambda results: results)
+    monkeypatch.setattr(experiment.sweeps, "sweep", fake_sweep)
+    monkeypatch.setattr(experiment.sweeps, "summarize", lambda results: results)
     args = build_parser().parse_args(["sweep", "--profile", "cpu", "--seeds", "0", "1", "2",
                                       "--l2-regularization", "0.0005"])
     assert sweep_from_cli(args) == 0
-    profile = experiment.get_profile("cpu")
+    profile = get_profile("cpu")
     assert seen["grid"]["country"] == list(profile.countries)
     assert seen["grid"]["num_target_images"] == list(profile.target_sizes)
     assert seen["grid"]["seed"] == [0, 1, 2]
@@ -395,7 +395,7 @@ def test_a_mixed_bfloat16_profile_trains_in_bfloat16_and_restores_the_policy(mon
 def test_no_tensorflow_means_no_tensorboard_and_a_note(monkeypatch, capsys, tmp_path):
     import importlib.util
 
-    from tlutils.experiment import _tensorboard
+    from tlutils.experiment.runner import _tensorboard
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import types
+
 import pytest
 
 from tlutils import experiment, profiles
 from tlutils.experiment import RunConfig, resolve
-from tlutils.profiles import cpu_has_bfloat16, get_profile, resolve_precision
+from tlutils.profiles import bf16_is_native, cpu_has_bfloat16, get_profile, has_accelerator, resolve_precision
 
 pytestmark = pytest.mark.core
 
@@ -50,6 +54,49 @@ def test_the_cpu_profile_resolves_auto_for_the_machine_and_keys_runs_by_it(monke
     keys = {}
     for has_bf16, policy in ((True, "mixed_bfloat16"), (False, "float32")):
         monkeypatch.setattr(profiles, "cpu_has_bfloat16", lambda *args, has_bf16=has_bf16: has_bf16)
-        assert resolve(config)["mixed_precision"] == policy
+        assert resolve(config).mixed_precision == policy
         keys[policy] = experiment.run_key(config)
     assert keys["mixed_bfloat16"] != keys["float32"], "results of the two policies must not share a key"
+
+
+@pytest.mark.parametrize("accelerator, text, expected", [(False, AVX2_ONLY, False), (False, AVX512_BF16, True),
+                                                         (True, AVX2_ONLY, True), (False, AMX, True)])
+def test_bf16_is_native_on_an_accelerator_or_cpu_bf16_units(monkeypatch, cpuinfo, accelerator, text, expected):
+    monkeypatch.setattr(profiles, "has_accelerator", lambda: accelerator)
+    assert bf16_is_native(cpuinfo(text)) is expected
+
+
+def fake_keras(monkeypatch, backend: str) -> None:
+    """``import keras`` gives a stand-in whose ``keras.backend.backend()`` is ``backend``."""
+    keras = types.ModuleType("keras")
+    keras.backend = types.SimpleNamespace(backend=lambda: backend)
+    monkeypatch.setitem(sys.modules, "keras", keras)
+
+
+@pytest.mark.parametrize("platforms, expected", [(["cpu"], False), (["cpu", "gpu"], True), (["tpu"], True)])
+def test_jax_has_an_accelerator_when_a_device_is_not_the_cpu(monkeypatch, platforms, expected):
+    fake_keras(monkeypatch, "jax")
+    jax = types.ModuleType("jax")
+    jax.devices = lambda: [types.SimpleNamespace(platform=platform) for platform in platforms]
+    monkeypatch.setitem(sys.modules, "jax", jax)
+    assert has_accelerator() is expected
+
+
+@pytest.mark.parametrize("gpus, expected", [([], False), (["/physical_device:GPU:0"], True)])
+def test_tensorflow_has_an_accelerator_when_it_lists_a_gpu(monkeypatch, gpus, expected):
+    fake_keras(monkeypatch, "tensorflow")
+    tensorflow = types.ModuleType("tensorflow")
+    tensorflow.config = types.SimpleNamespace(list_physical_devices=lambda kind: gpus if kind == "GPU" else ["cpu"])
+    monkeypatch.setitem(sys.modules, "tensorflow", tensorflow)
+    assert has_accelerator() is expected
+
+
+def test_an_unknown_backend_has_no_accelerator(monkeypatch):
+    fake_keras(monkeypatch, "numpy")
+    assert has_accelerator() is False
+
+
+def test_importing_profiles_imports_no_keras():
+    code = "import sys, tlutils.profiles; print(sorted({'keras', 'tensorflow', 'jax', 'torch'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

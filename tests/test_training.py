@@ -98,7 +98,7 @@ def test_logged_values_are_the_multibox_loss_and_the_regularizers(trained):
 
 def test_evaluate_detector_gives_keras_evaluate_losses_from_its_one_pass(trained):
     """The runner's validation pass (detections + losses together) reports what ``evaluate`` does."""
-    from tlutils.experiment import evaluate_detector
+    from tlutils.evaluation import evaluate_detector
 
     trainer, _ = trained
     batches = Batches(3, seed=5)  # unequal batches are not needed: Keras weights by batch size anyway

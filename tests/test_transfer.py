@@ -21,6 +21,7 @@ from tlutils.transfer import (
 )
 
 CI = get_profile("ci")
+CI_SIZES = {"input_size": CI.input_size, "width": CI.width}
 
 
 # --- parsing -------------------------------------------------------------------------------------
@@ -157,8 +158,8 @@ def _trainable_blocks(detector) -> set[str]:
     ],
 )
 def test_prepare_freezes_the_first_phase(strategy, trainable, source_detector):
-    detector, plan = prepare(strategy, source_detector, num_classes=3, profile=CI, total_steps=8,
-                             steps_per_epoch=4)
+    detector, plan = prepare(strategy, source_detector, num_classes=3, **CI_SIZES, learning_rate=CI.learning_rate,
+                             total_steps=8, steps_per_epoch=4)
     assert _trainable_blocks(detector) == trainable
     frozen = _weight_count(detector.non_trainable_weights)
     assert _weight_count(detector.trainable_weights) + frozen == detector.count_params()
@@ -171,7 +172,7 @@ def test_prepare_copies_the_source_and_maps_classes(source_detector):
     kernel, bias = head.get_weights()
     head.set_weights([kernel, np.arange(1, bias.size + 1, dtype="float32")])  # every logit slot distinct
     detector, _ = prepare("finetune", source_detector, num_classes=2, class_map={1: 3, 2: None},
-                          profile=CI, total_steps=8)
+                          **CI_SIZES, learning_rate=CI.learning_rate, total_steps=8)
     for name in ("block1_conv1", "conv8_2", "conv4_3_norm"):
         for got, want in zip(detector.get_layer(name).get_weights(), source_detector.get_layer(name).get_weights()):
             np.testing.assert_array_equal(got, want)
@@ -184,16 +185,16 @@ def test_prepare_copies_the_source_and_maps_classes(source_detector):
 
 
 def test_prepare_scratch_needs_no_source_and_source_strategies_do():
-    detector, plan = prepare("scratch", None, num_classes=2, profile=CI, total_steps=4)
+    detector, plan = prepare("scratch", None, num_classes=2, **CI_SIZES, learning_rate=CI.learning_rate, total_steps=4)
     assert plan == [Phase("train", 4, CI.learning_rate, None)]
     assert detector.outputs[0].shape[-1] in (3, 4)
     with pytest.raises(ValueError, match="source detector"):
-        prepare("head_only", None, num_classes=2, profile=CI, total_steps=4)
+        prepare("head_only", None, num_classes=2, **CI_SIZES, learning_rate=CI.learning_rate, total_steps=4)
 
 
 def test_prepare_imagenet_fails_clearly_on_a_narrow_profile():
     with pytest.raises(ValueError, match="width"):
-        prepare("imagenet", None, num_classes=2, profile=CI, total_steps=4)
+        prepare("imagenet", None, num_classes=2, **CI_SIZES, learning_rate=CI.learning_rate, total_steps=4)
 
 
 def test_prepare_imagenet_without_internet_says_what_to_do(monkeypatch):
@@ -203,6 +204,5 @@ def test_prepare_imagenet_without_internet_says_what_to_do(monkeypatch):
         raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3]")
 
     monkeypatch.setattr(keras.applications, "VGG16", offline)
-    wide = CI.replace(width=1.0, input_size=32)
     with pytest.raises(RuntimeError, match="backbone_weights"):
-        prepare("imagenet", None, num_classes=2, profile=wide, total_steps=4)
+        prepare("imagenet", None, num_classes=2, input_size=32, width=1.0, learning_rate=1e-3, total_steps=4)

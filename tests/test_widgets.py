@@ -33,7 +33,7 @@ def test_train_click_runs_the_run_the_sliders_describe(trained):
     rows = trained.last_results
     assert list(rows["epoch"]) == [1, 2]
     final = rows.iloc[-1]
-    assert (final["strategy"], final["freeze_point"], final["num_target_images"]) == ("freeze", "fc", 10)
+    assert (final["strategy"], final["num_target_images"]) == ("freeze:fc", 10)
     assert final["learning_rate"] == pytest.approx(3e-3)
     assert final["total_steps"] == trained.train_steps and final["country"] == "germany"
     assert rows["loss"].notna().all() and rows["val_map50"].between(0, 1).all()
@@ -57,7 +57,7 @@ def test_a_setting_trained_before_is_read_back_without_training(trained):
 def test_the_status_line_follows_the_sliders_with_the_effective_rate(trained):
     trained.freeze_point.value = "none"
     trained.learning_rate.value = 1e-2
-    assert trained.config().strategy_label == "finetune"
+    assert trained.config().strategy == "finetune"
     assert "finetune" in trained.status.value and "1e-03" in trained.status.value  # fine-tuning runs at 0.1x
     trained.freeze_point.value = "block3"
     assert "freeze:block3" in trained.status.value and "1e-02" in trained.status.value
@@ -66,7 +66,7 @@ def test_the_status_line_follows_the_sliders_with_the_effective_rate(trained):
 def _study_table(explorer: TransferExplorer, budget: int) -> pd.DataFrame:
     """A results table of finished runs with the explorer's study knobs but ``budget`` steps, as a sweep
     writes it (only the columns browse reads matter)."""
-    study = {knob: resolve(explorer.base)[knob] for knob in ("learning_rate", "l2_regularization", "preprocessing",
+    study = {knob: getattr(resolve(explorer.base), knob) for knob in ("learning_rate", "l2_regularization", "preprocessing",
                                                               "optimizer", "schedule")}
     rows = []
     for index, (strategy, images, value) in enumerate([("scratch", 10, 0.1), ("scratch", 50, 0.3),

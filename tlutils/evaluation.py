@@ -36,11 +36,16 @@ from __future__ import annotations
 
 import contextlib
 import io
-from typing import Any, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
 from tlutils.boxes import area_numpy, intersection_numpy, iou_numpy
+
+if TYPE_CHECKING:
+    import keras
+
+    from tlutils.data.pipeline import DetectionSequence
 
 #: IoU threshold of a match in Pascal VOC (Everingham et al. 2010, section 4.4) and COCO's AP50.
 IOU_THRESHOLD = 0.5
@@ -379,3 +384,73 @@ def _mean_present(precision: np.ndarray) -> float:
     """Mean of pycocotools precision entries that are not -1 (absent), NaN if none are."""
     present = precision[precision > -1]
     return float(np.mean(present)) if present.size else float("nan")
+
+
+# ------------------------------------------------------------------------------------------------
+# A detector on a validation set: one pass gives its mAP and its loss terms.
+# ------------------------------------------------------------------------------------------------
+
+#: The validation loss terms ``evaluate_detector(losses=True)`` reports.
+VAL_LOSS_TERMS = ("loss", "localization", "confidence")
+
+
+def evaluate_detector(model: "keras.Model", sequence: "DetectionSequence", truths: list[dict[str, np.ndarray]],
+                      anchors: np.ndarray, coco: bool = False, losses: bool = False) -> dict[str, float]:
+    """``map50`` (VOC all-points mAP at IoU 0.5) and, with ``coco``, ``coco_map`` on a validation set.
+
+    With ``losses``, also the validation loss from the same forward pass (what ``SSDTrainer.evaluate``
+    reports, without a second pass over the data): ``localization`` and ``confidence`` (the MultiBox
+    terms) and ``loss`` (their weighted sum + the detector's L2 regularization), each averaged over
+    the batches weighted by batch size, like Keras' ``evaluate``.
+
+    Args:
+        model: a detector or an ``SSDTrainer`` (a compiled trainer predicts with its compiled step;
+            its ``MultiBoxLoss`` gives the losses, a plain detector uses ``MultiBoxLoss()``).
+        sequence: validation batches built with ``shuffle=False``, so predictions line up with ``truths``.
+        truths: ``tlutils.data.pipeline.ground_truths_for_eval(sequence)``.
+        anchors: the detector's anchors ``(A, 4)``.
+    """
+    from tlutils.decoding import decode_detections
+
+    detections: list[dict[str, np.ndarray]] = []
+    loss_sums = _LossSums(model) if losses else None
+    for index in range(len(sequence)):
+        images, targets = sequence[index]
+        outputs = model.predict_on_batch(images)
+        detections.extend(decode_detections(outputs["class_logits"], outputs["box_offsets"], anchors))
+        if loss_sums is not None:
+            loss_sums.add(targets, outputs)
+    scores = {"map50": float(mean_average_precision(detections, truths, iou_threshold=IOU_THRESHOLD,
+                                                    method="all_points")["map"])}
+    if coco:
+        scores["coco_map"] = float(coco_map(detections, truths, image_size=sequence.input_size)["map"])
+    if loss_sums is not None:
+        scores.update(loss_sums.means())
+    return scores
+
+
+class _LossSums:
+    """Batch-size-weighted sums of the MultiBox terms over a validation pass (see ``evaluate_detector``)."""
+
+    def __init__(self, model: "keras.Model") -> None:
+        from tlutils.losses import MultiBoxLoss
+
+        self.model = model
+        self.multibox = getattr(model, "multibox", None) or MultiBoxLoss()
+        self.sums = {name: 0.0 for name in VAL_LOSS_TERMS}
+        self.images = 0
+
+    def add(self, targets: Mapping[str, np.ndarray], outputs: Mapping[str, Any]) -> None:
+        components = self.multibox.components(dict(targets), dict(outputs))
+        batch = len(targets["class_targets"])
+        for name in self.sums:
+            self.sums[name] += float(components[name]) * batch
+        self.images += batch
+
+    def means(self) -> dict[str, float]:
+        """``{"loss", "localization", "confidence"}``; ``loss`` includes the model's regularization."""
+        from tlutils.model import regularization_loss
+
+        means = {name: total / max(self.images, 1) for name, total in self.sums.items()}
+        means["loss"] += float(regularization_loss(self.model))
+        return means

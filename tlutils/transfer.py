@@ -48,8 +48,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
-from tlutils.profiles import Profile, get_profile
-
 if TYPE_CHECKING:  # keras is imported where a detector is built, not on import of this module
     import keras
 
@@ -114,6 +112,12 @@ def valid_strategies() -> tuple[str, ...]:
     """Every strategy string ``parse_strategy`` accepts, ``freeze:<point>`` spelled out per point."""
     freeze = tuple(f"freeze:{point}" for point in _trainable_freeze_points())
     return ("scratch", "imagenet", *freeze, "finetune", "two_stage", "head_only")
+
+
+def freeze_depth_order() -> tuple[str, ...]:
+    """Source-initialized strategies from shallow to deep freezing: ``finetune`` (nothing frozen),
+    ``freeze:<point>`` for every point, ``head_only`` (all but the heads): Yosinski et al.'s AnB axis."""
+    return ("finetune", *(f"freeze:{point}" for point in _trainable_freeze_points()), "head_only")
 
 
 def parse_strategy(text: str | Strategy) -> Strategy:
@@ -285,11 +289,12 @@ def prepare(
     source_model_or_path: "keras.Model | str | os.PathLike | None",
     num_classes: int,
     class_map: Mapping[int, int | None] | None = None,
-    profile: str | Profile = "ci",
     *,
-    total_steps: int | None = None,
+    input_size: int = 300,
+    width: float = 1.0,
+    total_steps: int,
+    learning_rate: float,
     steps_per_epoch: int | None = None,
-    learning_rate: float | None = None,
     backbone_weights: str | None = "imagenet",
     preprocessing: str = "caffe",
     l2_regularization: float = 0.0,
@@ -303,10 +308,10 @@ def prepare(
         num_classes: object classes of the target (the model predicts ``num_classes + 1``).
         class_map: ``{target_id: source_id or None}`` (see ``class_map_for``); ``None`` lets
             ``transfer_weights`` copy the heads only when the class counts agree.
-        profile: run profile (name or ``Profile``): input size, width, base learning rate and budget.
-        total_steps: the run's training budget; default ``profile.target_steps``.
+        input_size, width: the detector's square input in pixels and channel multiplier (1.0 = SSD300's).
+        total_steps: the run's training budget in optimizer steps.
+        learning_rate: base learning rate of the plan.
         steps_per_epoch: evaluation epoch length (``two_stage`` switches on an epoch boundary).
-        learning_rate: base learning rate; default ``profile.learning_rate``.
         backbone_weights: what ``imagenet`` loads: ``"imagenet"`` (downloads, needs internet) or a
             local VGG16 weights file.
         preprocessing, l2_regularization: passed to ``build_ssd_vgg16``.
@@ -323,18 +328,13 @@ def prepare(
     from tlutils.model import transfer_weights
 
     strategy = parse_strategy(strategy)
-    profile = get_profile(profile) if isinstance(profile, str) else profile
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     if strategy.uses_source and source_model_or_path is None:
         raise ValueError(f"strategy {str(strategy)!r} starts from a source detector; pass its model or .keras path")
-    plan = training_plan(
-        strategy,
-        total_steps if total_steps is not None else profile.target_steps,
-        learning_rate if learning_rate is not None else profile.learning_rate,
-        steps_per_epoch=steps_per_epoch,
-    )
-    detector = _build_detector(strategy, num_classes, profile, backbone_weights, preprocessing, l2_regularization)
+    plan = training_plan(strategy, total_steps, learning_rate, steps_per_epoch=steps_per_epoch)
+    detector = _build_detector(strategy, num_classes, input_size, width, backbone_weights, preprocessing,
+                               l2_regularization)
     if strategy.uses_source:
         source = source_model_or_path
         if not hasattr(source, "layers"):
@@ -347,12 +347,13 @@ def prepare(
 def _build_detector(
     strategy: Strategy,
     num_classes: int,
-    profile: Profile,
+    input_size: int,
+    width: float,
     backbone_weights: str | os.PathLike | None,
     preprocessing: str,
     l2_regularization: float,
 ) -> "keras.Model":
-    """``build_ssd_vgg16`` at the profile's size; VGG16 weights only for ``imagenet``.
+    """``build_ssd_vgg16`` at the given size; VGG16 weights only for ``imagenet``.
 
     Raises:
         RuntimeError: ``imagenet`` could not download VGG16's ImageNet weights (no internet).
@@ -365,8 +366,8 @@ def _build_detector(
     try:
         return build_ssd_vgg16(
             num_classes,
-            input_size=profile.input_size,
-            width=profile.width,
+            input_size=input_size,
+            width=width,
             backbone_weights=weights,
             preprocessing=preprocessing,
             l2_regularization=l2_regularization,
@@ -411,6 +412,7 @@ __all__ = [
     "apply_phase",
     "class_map_for",
     "epochs_of",
+    "freeze_depth_order",
     "load_detector",
     "parse_strategy",
     "prepare",

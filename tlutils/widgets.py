@@ -70,7 +70,7 @@ def study_results(results: Any, base: RunConfig) -> Any:
     resolved = resolve(base)
     keep = results["stage"] == "target"
     for knob in STUDY_KNOBS:
-        value = resolved[knob]
+        value = getattr(resolved, knob)
         if isinstance(value, float):  # read back from CSV: compare as numbers
             keep &= np.isclose(results[knob].astype(float), value, rtol=1e-9, atol=0.0)
         else:
@@ -196,9 +196,9 @@ class TransferExplorer:
 
     def _describe(self) -> None:
         config = self.config()
-        phases = training_plan(config.strategy_label, self.train_steps, config.learning_rate, self.steps_per_epoch)
+        phases = training_plan(config.strategy, self.train_steps, config.learning_rate, self.steps_per_epoch)
         rates = ", ".join(f"{phase.learning_rate:.0e}" for phase in phases)
-        self.status.value = (f"{config.strategy_label} on {config.num_target_images} {self.country} images, "
+        self.status.value = (f"{config.strategy} on {config.num_target_images} {self.country} images, "
                              f"{self.train_steps} steps at learning rate {rates}")
 
     def train(self) -> Any:
@@ -206,7 +206,7 @@ class TransferExplorer:
         config = self.config()
         self.history = []
         self.train_button.disabled = True
-        self.status.value = f"training {config.strategy_label} ... (the first epoch includes building the model)"
+        self.status.value = f"training {config.strategy} ... (the first epoch includes building the model)"
         try:
             rows = run(config, self.results_dir, data_dir=self.data_dir, verbose=0, tensorboard=False,
                        callbacks=[_live_callback(self._on_epoch)])
@@ -217,7 +217,7 @@ class TransferExplorer:
         self._draw_detections(rows)
         final = rows.iloc[-1]
         trained = "trained" if self.history else "read from results.csv (trained before)"
-        self.status.value = (f"{config.strategy_label}: {trained}; val mAP@0.5 {final['val_map50']:.3f}, "
+        self.status.value = (f"{config.strategy}: {trained}; val mAP@0.5 {final['val_map50']:.3f}, "
                              f"val loss {final['val_loss']:.2f} after {int(final['step'])} steps")
         return rows
 

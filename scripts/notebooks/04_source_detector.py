@@ -52,7 +52,7 @@ RESULTS = runs_dir(PROFILE)  # results.csv and one folder per run
 # %%
 config = RunConfig(stage="source", country="belgium", strategy="scratch", profile=PROFILE)
 print(run_name(config))
-pd.Series(resolve(config), dtype=object).to_frame("value")
+pd.Series(resolve(config).to_dict(), dtype=object).to_frame("value")
 
 # %% [markdown]
 # ## 2. Training

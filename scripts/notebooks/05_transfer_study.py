@@ -56,7 +56,7 @@ seeds = list(SEEDS or profile.seeds)
 base = RunConfig(profile=PROFILE, num_target_images=sizes[0], l2_regularization=L2_REGULARIZATION)
 print("strategies you can name:", ", ".join(valid_strategies()))
 print(f"{len(STRATEGIES)} strategies x {len(countries)} countries x {len(sizes)} sizes x {len(seeds)} seeds "
-      f"= {len(STRATEGIES) * len(countries) * len(sizes) * len(seeds)} runs of {resolve(base)['total_steps']} steps")
+      f"= {len(STRATEGIES) * len(countries) * len(sizes) * len(seeds)} runs of {resolve(base).total_steps} steps")
 
 # %% [markdown]
 # ## 1. The strategies, on the same budget
@@ -69,7 +69,7 @@ print(f"{len(STRATEGIES)} strategies x {len(countries)} countries x {len(sizes)}
 
 # %%
 # NBVAL_CHECK_OUTPUT
-steps_per_epoch = resolve(base)["steps_per_epoch"]
+steps_per_epoch = resolve(base).steps_per_epoch
 pd.DataFrame([{"strategy": strategy, "phase": phase.name, "steps": phase.steps, "learning rate": phase.learning_rate,
                "frozen up to": phase.freeze_point or "-"}
               for strategy in STRATEGIES + FREEZE_DEPTHS

@@ -44,13 +44,14 @@ import pandas as pd
 
 from tlutils.anchors import generate_anchors
 from tlutils.data.pipeline import DetectionSequence, ground_truths_for_eval, make_label_map
-from tlutils.experiment import (RunConfig, evaluate_detector, load_results, resolve, run, source_config, sweep,
-                                synth_dataset)
+from tlutils.evaluation import evaluate_detector
+from tlutils.experiment import (RunConfig, final_epochs, load_results, resolve, run, source_config, sweep,
+                                synth_dataset, training_speed)
 from tlutils.model import (PREPROCESSING_MODES, anchor_config_for, build_ssd_vgg16, freeze, num_classes_of,
                            regularization_loss, transfer_weights)
 from tlutils.paths import runs_dir
-from tlutils.plotting import (course_figures_dir, final_epochs, plot_history, plot_loss_components, plot_loss_vs_map,
-                              plot_training_speed, save_figure, training_speed)
+from tlutils.plotting import (course_figures_dir, plot_history, plot_loss_components, plot_loss_vs_map,
+                              plot_training_speed, save_figure)
 from tlutils.profiles import get_profile
 from tlutils.transfer import load_detector, training_plan
 
@@ -142,7 +143,7 @@ save_figure(figure, "06_loss_components", FIGURES)
 # in, scored on Belgian validation images; nothing is retrained.
 
 # %%
-trained_with = resolve(source_config(base))["preprocessing"]
+trained_with = resolve(source_config(base)).preprocessing
 source = load_detector(RESULTS / run(source_config(base), verbose=0)["checkpoint"].iloc[-1])
 belgium_val = synth_dataset("belgium", "val", profile.num_val_images, profile.input_size)
 anchors = generate_anchors(anchor_config_for(source))
@@ -164,7 +165,7 @@ pd.Series(swapped_map, name=f"Belgian val mAP@0.5 (trained with {trained_with!r}
 # with the other preprocessing:
 
 # %%
-other = "tf" if resolve(base)["preprocessing"] == "caffe" else "caffe"
+other = "tf" if resolve(base).preprocessing == "caffe" else "caffe"
 scratch_other = run(base.replace(strategy="scratch", preprocessing=other), verbose=0)
 scratch_default = variants[variants["strategy"] == "scratch"]
 pd.concat([scratch_default, scratch_other]).groupby(["preprocessing", "seed"])["val_map50"].last().round(3).to_frame()

@@ -1,0 +1,154 @@
+"""The resolved run: every knob of a :class:`RunConfig` with the profile's defaults filled in.
+
+:func:`resolve` builds it **once** per run and the runner hands it down; :attr:`ResolvedRun.key` (a
+stable hash of :meth:`ResolvedRun.to_dict`) names the run in the results table and on disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from tlutils.experiment.config import RunConfig, default_augmentation, default_preprocessing, source_config
+from tlutils.profiles import get_profile, resolve_precision
+
+#: Bump when the runner's meaning of a configuration changes: old results then no longer match.
+RUNNER_VERSION = 1
+#: Seeds of the rendered sign world (scene i of a set depends on (world seed, country, i)); the run's
+#: own seed picks the subset, the initialization, the batch order and the augmentation.
+WORLD_SEEDS = {"train": 0, "val": 1}
+
+
+@dataclass(frozen=True)
+class ResolvedRun:
+    """What a run really does: a :class:`RunConfig` with every ``None`` decided.
+
+    The fields of :class:`RunConfig` (all filled in; ``backbone_weights`` only for ``imagenet``, the
+    ``source_*`` fields only for a source-initialized target run) plus the sizes the profile gives.
+
+    Attributes:
+        batch_size: training and evaluation batch size (never more than the training images).
+        pool_size: rendered training images of the country (a target subset is drawn from them).
+        input_size, width: the detector's square input in pixels and channel multiplier.
+        num_val_images: validation images of the country.
+        mixed_precision: the Keras dtype policy training runs under ("auto" resolved for this machine).
+        source_run_key: the key of the source run a target run starts from, else ``None``.
+        config: the configuration this was resolved from (not part of the key).
+    """
+
+    stage: str
+    country: str
+    strategy: str
+    num_target_images: int
+    seed: int
+    profile: str
+    optimizer: str
+    learning_rate: float
+    schedule: str
+    total_steps: int
+    steps_per_epoch: int
+    l2_regularization: float
+    preprocessing: str
+    augmentation: str
+    source_country: str | None
+    source_strategy: str | None
+    source_seed: int | None
+    backbone_weights: str | None
+    batch_size: int
+    pool_size: int
+    input_size: int
+    width: float
+    num_val_images: int
+    mixed_precision: str
+    source_run_key: str | None
+    world_seeds: dict[str, int] = field(default_factory=lambda: dict(WORLD_SEEDS))
+    runner_version: int = RUNNER_VERSION
+    config: RunConfig | None = field(default=None, compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-able configuration (``config.json``; what :attr:`key` hashes)."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "config"}
+        values["world_seeds"] = dict(self.world_seeds)
+        return values
+
+    @functools.cached_property
+    def key(self) -> str:
+        """A stable 12-character hash of :meth:`to_dict` (same configuration -> same key)."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+    @property
+    def name(self) -> str:
+        """Folder name of the run: a readable prefix and the key, ``target_germany_freeze-block3_n50_s0_<key>``."""
+        label = re.sub(r"[^A-Za-z0-9_-]+", "-", self.strategy)
+        return f"{self.stage}_{self.country}_{label}_n{self.num_target_images}_s{self.seed}_{self.key}"
+
+    @property
+    def uses_source(self) -> bool:
+        """Whether the run starts from a source detector (then :attr:`source_run_key` is set)."""
+        return self.source_run_key is not None
+
+
+def resolve(config: RunConfig) -> ResolvedRun:
+    """Every knob of ``config`` with the profile's defaults filled in: what a run really does.
+
+    Raises:
+        ValueError: a budget that is not a whole number of epochs, or an unknown country.
+    """
+    _check_country(config.country)
+    _check_country(config.source_country)
+    profile = get_profile(config.profile)
+    source = config.stage == "source"
+    num_images = config.num_target_images or profile.num_source_images
+    batch_size = min(profile.batch_size, num_images)
+    if source:
+        steps_per_epoch = config.steps_per_epoch or max(1, num_images // batch_size)
+        total_steps = config.total_steps or profile.source_epochs * steps_per_epoch
+    else:
+        total_steps = config.total_steps or profile.target_steps
+        steps_per_epoch = config.steps_per_epoch or max(1, total_steps // profile.target_epochs)
+    if total_steps % steps_per_epoch:
+        raise ValueError(
+            f"total_steps ({total_steps}) must be a whole number of epochs of steps_per_epoch ({steps_per_epoch})"
+        )
+    uses_source = config.uses_source
+    return ResolvedRun(
+        stage=config.stage, country=config.country, strategy=config.strategy, num_target_images=num_images,
+        seed=config.seed, profile=config.profile, optimizer=config.optimizer,
+        learning_rate=config.learning_rate or profile.learning_rate, schedule=config.schedule,
+        total_steps=total_steps, steps_per_epoch=steps_per_epoch, l2_regularization=config.l2_regularization,
+        preprocessing=config.preprocessing or default_preprocessing(config),
+        augmentation=config.augmentation or default_augmentation(config),
+        source_country=config.source_country if uses_source else None,
+        source_strategy=config.source_strategy if uses_source else None,
+        source_seed=config.source_seed if uses_source else None,
+        backbone_weights=str(config.backbone_weights) if config.strategy == "imagenet" else None,
+        batch_size=batch_size, pool_size=num_images if source else max(num_images, *profile.target_sizes),
+        input_size=profile.input_size, width=profile.width, num_val_images=profile.num_val_images,
+        mixed_precision=resolve_precision(profile.mixed_precision),
+        # a source-initialized run depends on everything its source run did
+        source_run_key=resolve(source_config(config)).key if uses_source else None,
+        config=config,
+    )
+
+
+def _check_country(country: str) -> None:
+    from tlutils.data.synth import COUNTRIES
+
+    if country not in COUNTRIES:
+        raise ValueError(f"unknown country {country!r}; choose one of {sorted(COUNTRIES)}")
+
+
+def run_key(config: RunConfig | ResolvedRun) -> str:
+    """The run's stable 12-character key (:attr:`ResolvedRun.key`)."""
+    return (config if isinstance(config, ResolvedRun) else resolve(config)).key
+
+
+def run_name(config: RunConfig | ResolvedRun) -> str:
+    """The run's folder name (:attr:`ResolvedRun.name`)."""
+    return (config if isinstance(config, ResolvedRun) else resolve(config)).name

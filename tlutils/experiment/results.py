@@ -1,0 +1,156 @@
+"""The results table (one row per run and epoch) and its analysis: final epochs, summaries, speed.
+
+``results.csv`` is tidy: the configuration columns, then what each epoch measured. ``strategy`` holds
+the canonical strategy string (``"freeze:block3"``), the one spelling every plot and table uses.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: Configuration columns besides stage, country, images, strategy and learning rate that make two runs
+#: different experiments (not seeds of one); :func:`summarize` never averages across them.
+COMPARABILITY_COLUMNS = ("profile", "optimizer", "schedule", "l2_regularization", "preprocessing", "total_steps")
+
+#: Columns of the results table, in order; one row per run and epoch.
+RESULT_COLUMNS: tuple[str, ...] = (
+    "run_key", "stage", "country", "strategy", "num_target_images", "seed", "profile",
+    "optimizer", "learning_rate", "schedule", "l2_regularization", "preprocessing", "total_steps",
+    "epoch", "step", "phase", "phase_learning_rate",
+    "loss", "localization", "confidence", "regularization", "num_positives",
+    "val_loss", "val_localization", "val_confidence", "val_map50", "coco_map",
+    "epoch_seconds", "eval_seconds", "images_per_s", "trainable_params",
+    "source_run_key", "checkpoint",
+)
+#: Columns copied from the resolved run into every row.
+CONFIG_COLUMNS = ("stage", "country", "strategy", "num_target_images", "seed", "profile", "optimizer",
+                  "learning_rate", "schedule", "l2_regularization", "preprocessing", "total_steps")
+
+
+def empty_results() -> "pd.DataFrame":
+    """A results table with no rows."""
+    import pandas as pd
+
+    return pd.DataFrame(columns=list(RESULT_COLUMNS))
+
+
+def load_results(path: str | os.PathLike) -> "pd.DataFrame":
+    """The results table at ``path`` (a ``results.csv`` or the folder holding one).
+
+    Returns an empty table with :data:`RESULT_COLUMNS` when there is no file yet. A table written
+    before the strategy became one column (``strategy="freeze"`` plus ``freeze_point``) is read into
+    the one-column form.
+
+    Raises:
+        ValueError: the file is not a tlutils results table.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.csv"
+    if not path.is_file():
+        return empty_results()
+    table = pd.read_csv(path, dtype={"freeze_point": "string", "run_key": "string", "strategy": "string"})
+    if "freeze_point" in table.columns:
+        table["strategy"] = [f"freeze:{point}" if name == "freeze" and isinstance(point, str) else name
+                             for name, point in zip(table["strategy"], table["freeze_point"])]
+        table = table.drop(columns="freeze_point")
+    missing = [column for column in RESULT_COLUMNS if column not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: not a tlutils results table, columns {missing} are missing")
+    return table
+
+
+def ordered_strategies(labels: Iterable[str]) -> list[str]:
+    """The distinct strategies of ``labels`` in ``tlutils.transfer.valid_strategies()`` order, unknown last."""
+    from tlutils.transfer import valid_strategies
+
+    order = valid_strategies()
+    present = list(dict.fromkeys(labels))
+    return sorted(present, key=lambda label: (order.index(label) if label in order else len(order), label))
+
+
+def final_epochs(results: "pd.DataFrame") -> "pd.DataFrame":
+    """The last epoch's row of every run (``run_key``)."""
+    return results.loc[results.groupby("run_key")["epoch"].idxmax()].reset_index(drop=True)
+
+
+def summarize(results: "pd.DataFrame", metric: str = "val_map50") -> "pd.DataFrame":
+    """Final-epoch ``metric`` per stage x country x strategy x images x learning rate: mean, std, seeds.
+
+    Runs are averaged only when they differ in nothing but the seed: the columns of
+    :data:`COMPARABILITY_COLUMNS` that the table has are grouping keys too, so runs with another L2
+    factor, optimizer, schedule, preprocessing or budget in the same file stay apart.
+
+    Args:
+        results: a table from :func:`load_results` or the runner.
+        metric: the column to summarize (``val_map50``, ``coco_map``, ``val_loss`` ...).
+
+    Returns:
+        One row per group with ``<metric>_mean``, ``<metric>_std`` (0 for a single seed),
+        ``num_seeds`` and the mean ``seconds`` of a run; best mean first within each country and size.
+    """
+    import pandas as pd
+
+    if metric not in results.columns:
+        raise ValueError(f"no column {metric!r} in the results; columns: {list(results.columns)}")
+    if results.empty:
+        return pd.DataFrame()
+    seconds = results.groupby("run_key")["epoch_seconds"].sum().rename("seconds")
+    final = final_epochs(results).join(seconds, on="run_key")
+    keys = ["stage", "country", "num_target_images", "strategy", "learning_rate"]
+    keys += [column for column in COMPARABILITY_COLUMNS if column in results.columns]
+    summary = (
+        final.groupby(keys, dropna=False)
+        .agg(**{
+            f"{metric}_mean": (metric, "mean"),
+            f"{metric}_std": (metric, lambda values: float(np.std(values, ddof=1)) if len(values) > 1 else 0.0),
+            "num_seeds": ("seed", "nunique"),
+            "seconds": ("seconds", "mean"),
+        })
+        .reset_index()
+    )
+    return summary.sort_values(
+        ["stage", "country", "num_target_images", f"{metric}_mean"], ascending=[True, True, True, False]
+    ).reset_index(drop=True)
+
+
+def training_speed(results: "pd.DataFrame") -> "pd.DataFrame":
+    """Training speed per run and phase: the median over its epochs, the first epoch of a phase left out
+    (it includes tracing the new training step) when the phase has more than one.
+
+    Returns:
+        A ``pandas.DataFrame`` with ``run_key``, ``strategy``, ``phase``, ``trainable_params``,
+        ``images_per_s``, ``epoch_seconds`` and ``epochs`` (how many epochs the median is over).
+    """
+    import pandas as pd
+
+    rows = []
+    for (key, phase), group in results.sort_values(["run_key", "epoch"]).groupby(["run_key", "phase"], sort=False):
+        steady = group.iloc[1:] if len(group) > 1 else group
+        rows.append({"run_key": key, "strategy": group["strategy"].iloc[0], "phase": phase,
+                     "trainable_params": int(group["trainable_params"].iloc[0]),
+                     "images_per_s": float(steady["images_per_s"].median()),
+                     "epoch_seconds": float(steady["epoch_seconds"].median()), "epochs": len(steady)})
+    return pd.DataFrame(rows)
+
+
+class wide_pandas:
+    """Context manager: print whole tables."""
+
+    def __enter__(self) -> None:
+        import pandas as pd
+
+        self._context = pd.option_context("display.width", 200, "display.max_columns", 50)
+        self._context.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._context.__exit__(*exc)

@@ -1,0 +1,249 @@
+"""The runner: one configuration in, one tidy row per epoch out (see ``tlutils.experiment``)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+from tlutils.experiment.config import SGD_MOMENTUM, STEP_DECAY_FACTOR, STEP_DECAY_FRACTION, RunConfig, source_config
+from tlutils.experiment.resolved import ResolvedRun, resolve
+from tlutils.experiment.results import CONFIG_COLUMNS
+from tlutils.experiment.run_data import build_data, label_maps, training_pool
+from tlutils.experiment.state import load_state, restore_optimizer, restore_weights, save_state
+from tlutils.experiment.store import append_rows, read_classes, stored_rows, write_classes
+from tlutils.evaluation import VAL_LOSS_TERMS, evaluate_detector
+from tlutils.transfer import Phase, epochs_of
+
+if TYPE_CHECKING:
+    import keras
+    import pandas as pd
+
+_TRAIN_LOGS = ("loss", "localization", "confidence", "regularization", "num_positives")
+
+
+def run(
+    config: RunConfig,
+    results_dir: str | os.PathLike | None = None,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    verbose: int = 1,
+    callbacks: Sequence[Any] = (),
+    tensorboard: bool = True,
+) -> "pd.DataFrame":
+    """Run one experiment (or return its stored rows) and return its rows of the results table.
+
+    Args:
+        config: the experiment.
+        results_dir: where ``results.csv`` and ``runs/`` live; default ``runs/<profile>/`` of the project.
+        data_dir: where the sign world is rendered (``<data_dir>/synth/``); default the project's ``data/``.
+        verbose: 0 silent, 1 Keras progress bars and a line per epoch, 2 one Keras line per epoch.
+        callbacks: extra Keras callbacks for ``fit`` (after the runner's own, which saves the state).
+        tensorboard: write TensorBoard logs to ``runs/<run name>/logs`` (needs TensorFlow).
+
+    Returns:
+        A ``pandas.DataFrame`` with ``RESULT_COLUMNS``, one row per epoch (1-based ``epoch``).
+
+    Raises:
+        ValueError: an invalid configuration (see ``RunConfig``, ``resolve``).
+    """
+    import keras
+
+    from tlutils.paths import runs_dir
+
+    resolved = resolve(config)
+    results_dir = Path(results_dir) if results_dir is not None else runs_dir(config.profile)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stored = stored_rows(results_dir, resolved.key)
+    if not stored.empty:
+        if verbose:
+            print(f"[{resolved.key}] {resolved.name}: finished before, {len(stored)} epochs read from results.csv")
+        return stored
+
+    source_path = None
+    if resolved.uses_source:
+        source_rows = run(source_config(config), results_dir, data_dir=data_dir, verbose=verbose,
+                          tensorboard=tensorboard)
+        source_path = results_dir / str(source_rows["checkpoint"].iloc[-1])
+
+    run_dir = results_dir / "runs" / resolved.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(resolved.to_dict(), indent=1, sort_keys=True) + "\n")
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(resolved.mixed_precision)
+    try:
+        training = Training(resolved, run_dir, results_dir, Path(data_dir) if data_dir is not None else None,
+                            source_path)
+        if training.epochs_done and verbose:
+            print(f"[{resolved.key}] resuming {resolved.name} after epoch {training.epochs_done} of "
+                  f"{len(training.per_epoch)}")
+        extra = _tensorboard(run_dir / "logs", verbose) if tensorboard else []
+        rows = training.fit(verbose, [*extra, *callbacks])
+    finally:
+        keras.config.set_dtype_policy(policy)
+    append_rows(results_dir, rows)
+    return stored_rows(results_dir, resolved.key)  # as read back: the same types as a skipped run's
+
+
+class Training:
+    """One run's training: the detector, its data and plan, and what happens at the end of an epoch."""
+
+    def __init__(self, resolved: ResolvedRun, run_dir: Path, results_dir: Path, data_dir: Path | None,
+                 source_path: Path | None) -> None:
+        import keras
+
+        from tlutils.training import SSDTrainer
+        from tlutils.transfer import class_map_for, load_detector, prepare
+
+        self.resolved, self.results_dir = resolved, results_dir
+        self.state_dir = run_dir / "state"
+        self.checkpoint = run_dir / "detector.keras"
+        source_detector = load_detector(source_path) if source_path is not None else None
+        pool = training_pool(resolved, data_dir)
+        _, class_names, superclasses = label_maps(pool)
+        write_classes(run_dir, class_names)
+        class_map = None
+        if source_path is not None:
+            class_map = class_map_for(read_classes(source_path.parent), class_names, superclasses)
+        keras.utils.set_random_seed(resolved.seed)  # the initialization, then everything else, from the seed
+        self.detector, self.plan = prepare(
+            resolved.strategy, source_detector, len(class_names), class_map,
+            input_size=resolved.input_size, width=resolved.width,
+            total_steps=resolved.total_steps, steps_per_epoch=resolved.steps_per_epoch,
+            learning_rate=resolved.learning_rate, backbone_weights=resolved.backbone_weights,
+            preprocessing=resolved.preprocessing, l2_regularization=resolved.l2_regularization,
+        )
+        self.data = build_data(resolved, self.detector, pool, data_dir)
+        self.trainer = SSDTrainer(self.detector)
+        self.per_epoch = epochs_of(self.plan, resolved.steps_per_epoch)
+        self.epochs_done, self.rows = load_state(self.state_dir)
+        if self.epochs_done:
+            restore_weights(self.state_dir, self.detector)
+
+    def fit(self, verbose: int, callbacks: list[Any]) -> list[dict[str, Any]]:
+        """Train the phases that are not done yet (one compile each); returns all rows of the run."""
+        from tlutils.transfer import apply_phase
+
+        steps_per_epoch = self.resolved.steps_per_epoch
+        first_epoch = 0
+        for phase in self.plan:
+            last_epoch = first_epoch + phase.steps // steps_per_epoch
+            if last_epoch > self.epochs_done:
+                start = max(first_epoch, self.epochs_done)
+                apply_phase(self.detector, phase)
+                self.trainer.compile(optimizer=make_optimizer(self.resolved.optimizer, phase, self.resolved.schedule),
+                                     jit_compile=_jit_compile())
+                # Built here, not inside the first traced step: TensorFlow traces a step that creates
+                # variables twice.
+                self.trainer.optimizer.build(self.trainer.trainable_variables)
+                if start > first_epoch:  # resuming inside this phase: its optimizer state continues
+                    restore_optimizer(self.state_dir, self.trainer.optimizer)
+                self.trainer.fit(
+                    self.data.train, epochs=last_epoch, initial_epoch=start, shuffle=False,
+                    verbose=verbose if verbose in (0, 2) else 1,
+                    callbacks=[_epoch_callback(steps=self.data.steps, finish_epoch=self.finish_epoch), *callbacks],
+                )
+            first_epoch = last_epoch
+        return self.rows
+
+    def finish_epoch(self, epoch: int, logs: dict[str, Any], train_seconds: float) -> None:
+        """Evaluate, add the val numbers to ``logs`` (for TensorBoard), record the row, save the state."""
+        last = epoch == len(self.per_epoch) - 1
+        started = time.perf_counter()
+        scores = evaluate_detector(self.trainer, self.data.val, self.data.val_truths, self.data.anchors,
+                                   coco=last, losses=True)
+        eval_seconds = time.perf_counter() - started
+        logs.update({f"val_{name}": scores[name] for name in VAL_LOSS_TERMS}, val_map50=scores["map50"])
+        self.rows.append(self._row(epoch, logs, scores, train_seconds, eval_seconds))
+        if last:
+            self.detector.save(self.checkpoint)
+        save_state(self.state_dir, epoch + 1, self.detector, self.trainer.optimizer, self.rows)
+
+    def _row(self, epoch: int, logs: Mapping[str, Any], scores: Mapping[str, float], train_seconds: float,
+             eval_seconds: float) -> dict[str, Any]:
+        phase, resolved = self.per_epoch[epoch], self.resolved
+        return {
+            **{name: getattr(resolved, name) for name in CONFIG_COLUMNS},
+            "run_key": resolved.key,
+            "epoch": epoch + 1, "step": (epoch + 1) * resolved.steps_per_epoch, "phase": phase.name,
+            "phase_learning_rate": phase.learning_rate,
+            **{name: float(logs[name]) for name in (*_TRAIN_LOGS, *(f"val_{n}" for n in VAL_LOSS_TERMS))},
+            "val_map50": scores["map50"], "coco_map": scores.get("coco_map", float("nan")),
+            "epoch_seconds": train_seconds, "eval_seconds": eval_seconds,
+            "images_per_s": resolved.steps_per_epoch * resolved.batch_size / train_seconds,
+            "trainable_params": _num_params(self.detector.trainable_weights),
+            "source_run_key": resolved.source_run_key,
+            "checkpoint": self.checkpoint.relative_to(self.results_dir).as_posix(),
+        }
+
+
+def make_optimizer(name: str, phase: Phase, schedule: str) -> Any:
+    """The Keras optimizer of one phase: ``"adam"`` or ``"sgd"`` (momentum 0.9) under ``schedule``.
+
+    ``schedule``: ``"constant"``, ``"step"`` (the rate drops ``STEP_DECAY_FACTOR``-fold for the last
+    ``STEP_DECAY_FRACTION`` of the phase) or ``"cosine"`` (cosine decay to 0 over the phase).
+    """
+    import keras
+
+    learning_rate: Any = phase.learning_rate
+    if schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(phase.learning_rate, decay_steps=phase.steps)
+    elif schedule == "step":
+        boundary = max(1, round(phase.steps * (1.0 - STEP_DECAY_FRACTION)))
+        learning_rate = keras.optimizers.schedules.PiecewiseConstantDecay(
+            [boundary], [phase.learning_rate, phase.learning_rate * STEP_DECAY_FACTOR]
+        )
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=SGD_MOMENTUM)
+    return keras.optimizers.Adam(learning_rate)
+
+
+def _jit_compile() -> bool | str:
+    """XLA for JAX (``"auto"``), not for TensorFlow: on a CPU XLA made the training step slower
+    (docs/performance.md)."""
+    import keras
+
+    return False if keras.backend.backend() == "tensorflow" else "auto"
+
+
+def _num_params(weights: Iterable[Any]) -> int:
+    return int(sum(math.prod(int(d) for d in w.shape) for w in weights))
+
+
+def _epoch_callback(**kwargs: Any) -> Any:
+    """The runner's ``keras.callbacks.Callback``: ``steps`` (a ``StepBatches``) learns the epoch
+    when it begins; ``finish_epoch(epoch, logs, train_seconds)`` runs when it ends."""
+    import keras
+
+    class EpochEnd(keras.callbacks.Callback):
+        """Sets the epoch of the batches, then evaluates, records a row and saves the state."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.__dict__.update(kwargs)
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.steps.epoch = epoch
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            self.finish_epoch(epoch, logs if logs is not None else {}, time.perf_counter() - self.started)
+
+    return EpochEnd()
+
+
+def _tensorboard(log_dir: Path, verbose: int) -> list[Any]:
+    """``[keras.callbacks.TensorBoard]`` when TensorFlow and TensorBoard import, else ``[]`` with a note."""
+    import keras
+
+    missing = [name for name in ("tensorflow", "tensorboard") if importlib.util.find_spec(name) is None]
+    if missing:
+        if verbose:
+            print(f"note: {' and '.join(missing)} not installed, so no TensorBoard logs "
+                  "(results.csv has every number)")
+        return []
+    return [keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False, profile_batch=0)]

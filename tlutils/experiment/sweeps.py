@@ -1,0 +1,110 @@
+"""Sweeps: the product of a grid of configurations, run one after another (finished runs are skipped)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+from tlutils.experiment.config import DEFAULT_STRATEGIES, RunConfig
+from tlutils.experiment.resolved import resolve
+from tlutils.experiment.results import empty_results, summarize, wide_pandas
+from tlutils.experiment.runner import run
+from tlutils.profiles import get_profile
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: Fields of :class:`RunConfig` a grid may vary.
+GRID_FIELDS = ("country", "strategy", "num_target_images", "seed", "learning_rate")
+_ALIASES = {"countries": "country", "strategies": "strategy", "seeds": "seed", "learning_rates": "learning_rate",
+            "num_images": "num_target_images"}
+
+
+def expand_grid(grid: Mapping[str, Sequence[Any]], base: RunConfig | None = None) -> list[RunConfig]:
+    """The configurations of a sweep: the product of ``grid``'s lists over ``base``.
+
+    Keys of ``grid``: :data:`GRID_FIELDS` (singular, like :class:`RunConfig`'s fields; plural
+    spellings such as ``strategies`` are accepted too). Every configuration keeps ``base``'s budget.
+    Every configuration is checked (and resolved, so unknown countries and bad budgets show) before
+    any run trains.
+
+    Raises:
+        ValueError: an unknown key, an empty list, or an invalid configuration.
+    """
+    base = base or RunConfig(num_target_images=1)
+    values: dict[str, list[Any]] = {}
+    for name, options in grid.items():
+        field = _ALIASES.get(name, name)
+        if field not in GRID_FIELDS:
+            raise ValueError(f"unknown sweep key {name!r}; valid keys: {list(GRID_FIELDS)}")
+        options = [options] if isinstance(options, (str, int, float)) else list(options)
+        if not options:
+            raise ValueError(f"sweep key {name!r} has no values")
+        values[field] = options
+    names = list(values)
+    configs = [base.replace(**dict(zip(names, combination)))
+               for combination in itertools.product(*(values[name] for name in names))]
+    configs = list(dict.fromkeys(configs))  # drop duplicates, keep order
+    for config in configs:
+        resolve(config)
+    return configs
+
+
+def sweep(
+    grid: Mapping[str, Sequence[Any]],
+    results_dir: str | os.PathLike | None = None,
+    base: RunConfig | None = None,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    verbose: int = 0,
+    progress: bool = True,
+) -> "pd.DataFrame":
+    """Run every configuration of ``grid`` (see :func:`expand_grid`); finished ones are skipped.
+
+    Example::
+
+        sweep({"strategy": ["scratch", "finetune", "head_only"], "num_target_images": [10, 50],
+               "seed": [0, 1, 2]}, base=RunConfig(profile="cpu", country="germany", num_target_images=10))
+
+    Returns:
+        The rows of all the sweep's runs (a ``pandas.DataFrame`` with ``RESULT_COLUMNS``).
+    """
+    import pandas as pd
+
+    configs = expand_grid(grid, base)
+    iterator: Iterable[RunConfig] = configs
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(configs, desc="sweep", unit="run")
+    frames = []
+    for config in iterator:
+        if progress and hasattr(iterator, "set_postfix_str"):
+            iterator.set_postfix_str(f"{config.country} {config.strategy} n={config.num_target_images} s={config.seed}")
+        frames.append(run(config, results_dir, data_dir=data_dir, verbose=verbose))
+    return pd.concat(frames, ignore_index=True) if frames else empty_results()
+
+
+def sweep_from_cli(args: Any) -> int:
+    """``tlutils sweep``: run the sweep the command line names and print its summary; exit code 0."""
+    profile = get_profile(args.profile)
+    grid = {
+        "country": list(args.countries or profile.countries),
+        "strategy": list(args.strategies or DEFAULT_STRATEGIES),
+        "num_target_images": list(args.num_target_images or profile.target_sizes),
+        "seed": list(args.seeds if args.seeds is not None else profile.seeds),
+    }
+    base = RunConfig(profile=args.profile, num_target_images=grid["num_target_images"][0],
+                     l2_regularization=getattr(args, "l2_regularization", 0.0))
+    results = sweep(grid, args.out, base=base)
+    with wide_pandas():
+        print(summarize(results[results["stage"] == "target"]).to_string(index=False))
+    where = Path(args.out) if args.out else None
+    if where is None:
+        from tlutils.paths import runs_dir
+
+        where = runs_dir(args.profile)
+    print(f"results: {where / 'results.csv'}")
+    return 0
