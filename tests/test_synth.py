@@ -1,26 +1,36 @@
-"""Tests of the embedded sign world (``tlutils.data.synth``): determinism, COCO output, tight boxes."""
+"""Tests of the embedded sign world (``tlutils.data.synth``): determinism, COCO output, tight boxes, sets."""
 
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import tlutils.data.synth.sets
 from tlutils.data.synth import (
     COUNTRIES,
     COUNTRY_SHIFT,
+    GENERATOR_VERSION,
     MIN_BOX_SIZE,
     SIGN_CLASSES,
+    WORLD_SEEDS,
     generate,
     image_rng,
     render_scene,
     render_sign,
-    save_gallery,
-    write_png,
+    synth_dataset,
 )
+from tlutils.data.synth.sets import STALE_PARTIAL_SECONDS, remove_stale_partials
+from tlutils.plotting import save_gallery
 
 SUPERCLASSES = ("prohibitory", "danger", "mandatory", "other")  # as tlutils.data.records.SUPERCLASSES
 COUNTRY_ONLY = {"priority_road_ends": "germany"}
@@ -235,13 +245,14 @@ def test_zero_images_writes_an_empty_dataset(tmp_path):
 
 
 # --- files and figures --------------------------------------------------------------------------------
-def test_write_png_round_trips_through_pillow(tmp_path):
-    pixels = np.random.default_rng(0).integers(0, 256, (7, 5, 3), dtype=np.uint8)
-    write_png(tmp_path / "x.png", pixels)
-    with Image.open(tmp_path / "x.png") as png:
-        np.testing.assert_array_equal(np.asarray(png.convert("RGB")), pixels)
-    with pytest.raises(ValueError, match="uint8"):
-        write_png(tmp_path / "y.png", pixels.astype(np.float32))
+@pytest.mark.parametrize("country, size", [("usa", 64), ("sweden", 160)])
+def test_generated_png_decodes_to_exactly_the_rendered_pixels(tmp_path, country, size):
+    generate(country, 3, tmp_path, seed=7, image_size=size)
+    for index in range(3):
+        pixels, _, _ = render_scene(country, image_rng(7, country, index), size)
+        with Image.open(tmp_path / f"{country}_{index:06d}.png") as png:
+            assert png.format == "PNG" and png.mode == "RGB"
+            np.testing.assert_array_equal(np.asarray(png), pixels)
 
 
 def test_save_gallery_writes_a_grid(tmp_path):
@@ -264,3 +275,96 @@ def test_load_coco_reads_the_generated_dataset(tmp_path):
         np.testing.assert_allclose(record.boxes, boxes.reshape(-1, 4))
         assert record.labels.tolist() == labels.tolist()
         assert list(record.superclasses) == [SIGN_CLASSES[label - 1].superclass for label in labels]
+
+
+# --- the course's sets (synth_dataset) ----------------------------------------------------------------
+def _side_folder(root: Path, host: str, pid: int, thread: int) -> Path:
+    """A side folder as ``synth_dataset`` names it, with one file written."""
+    folder = root / "synth" / f"usa_train_s0_64px_n9_v{GENERATOR_VERSION}.partial-{host}-{pid}-{thread}"
+    folder.mkdir(parents=True)
+    (folder / "usa_000000.png").write_bytes(b"half a set")
+    return folder
+
+
+def test_synth_dataset_renders_a_set_once_then_reads_it_from_disk(tmp_path, monkeypatch):
+    dataset = synth_dataset("germany", "val", 3, 64, data_dir=tmp_path)
+    folder = tmp_path / "synth" / f"germany_val_s{WORLD_SEEDS['val']}_64px_n3_v{GENERATOR_VERSION}"
+    assert [path.name for path in (tmp_path / "synth").iterdir()] == [folder.name]
+    for index, record in enumerate(dataset):
+        _, boxes, labels = render_scene("germany", image_rng(WORLD_SEEDS["val"], "germany", index), 64)
+        assert record.split == "val" and Path(record.image_path).parent == folder
+        np.testing.assert_allclose(record.boxes, boxes)
+        assert record.labels.tolist() == labels.tolist()
+
+    def no_rendering(*args, **kwargs):
+        raise AssertionError("a set on disk must not be rendered again")
+
+    monkeypatch.setattr(tlutils.data.synth.sets, "generate", no_rendering)
+    again = synth_dataset("germany", "val", 3, 64, data_dir=tmp_path)
+    assert [record.image_path for record in again] == [record.image_path for record in dataset]
+
+
+def test_the_same_set_asked_for_twice_at_once_is_rendered_into_place_once(tmp_path, monkeypatch):
+    """Two notebooks (here: threads) rendering one set at the same time: both get it, no side folder stays."""
+    render = tlutils.data.synth.sets.generate
+    both_rendering = threading.Barrier(2, timeout=60)
+
+    def generate_side_by_side(*args, **kwargs):
+        folder = render(*args, **kwargs)
+        both_rendering.wait()  # neither renames its copy before the other has rendered one
+        return folder
+
+    monkeypatch.setattr(tlutils.data.synth.sets, "generate", generate_side_by_side)
+    results, errors = [], []
+
+    def ask():
+        try:
+            results.append(synth_dataset("germany", "val", 3, 64, data_dir=tmp_path))
+        except Exception as error:  # noqa: BLE001 - reported by the assert below
+            errors.append(error)
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert [len(dataset) for dataset in results] == [3, 3]
+    assert [path.name for path in (tmp_path / "synth").iterdir()] == [f"germany_val_s{WORLD_SEEDS['val']}_64px_n3_v"
+                                                                      f"{GENERATOR_VERSION}"]
+
+
+def test_side_folders_of_killed_renders_are_removed_on_the_next_call(tmp_path):
+    host = socket.gethostname()
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()  # its pid no longer runs: the render it stood for was killed
+    killed = _side_folder(tmp_path, host, finished.pid, 1)
+    hung = _side_folder(tmp_path, host, os.getpid(), 2)  # a live pid, but nothing written for 2 hours
+    old = time.time() - 2 * STALE_PARTIAL_SECONDS
+    os.utime(hung, (old, old))
+    running = _side_folder(tmp_path, host, os.getpid(), 3)  # a render in progress here
+    elsewhere = _side_folder(tmp_path, "another-machine", finished.pid, 4)  # its pid means nothing here
+
+    synth_dataset("belgium", "val", 2, 64, data_dir=tmp_path)
+    left = sorted(path.name for path in (tmp_path / "synth").iterdir())
+    assert left == sorted([running.name, elsewhere.name, f"belgium_val_s1_64px_n2_v{GENERATOR_VERSION}"])
+    assert not killed.exists() and not hung.exists()
+    assert remove_stale_partials(tmp_path / "synth", max_age=0.0) == sorted([elsewhere, running])
+
+
+def test_an_interrupted_render_leaves_no_side_folder(tmp_path, monkeypatch):
+    def interrupted(country, num_images, out_dir, **kwargs):
+        Path(out_dir).mkdir(parents=True)
+        (Path(out_dir) / f"{country}_000000.png").write_bytes(b"half a set")
+        raise KeyboardInterrupt  # the student stops the cell
+
+    monkeypatch.setattr(tlutils.data.synth.sets, "generate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        synth_dataset("sweden", "train", 4, 64, data_dir=tmp_path)
+    assert list((tmp_path / "synth").iterdir()) == []
+
+
+def test_tlutils_data_re_exports_synth_dataset():
+    import tlutils.data
+
+    assert tlutils.data.synth_dataset is synth_dataset and "synth_dataset" in tlutils.data.__all__

@@ -37,11 +37,11 @@ import pandas as pd
 from IPython.display import Image
 from PIL import Image as PILImage
 
-from tlutils.data import load_btsd, load_gtsdb
-from tlutils.data.synth import COUNTRIES, COUNTRY_SHIFT, SIGN_CLASSES, save_gallery, save_sign_table
-from tlutils.experiment import synth_dataset
+from tlutils.data import load_btsd, load_gtsdb, synth_dataset
+from tlutils.data.synth import COUNTRIES, COUNTRY_SHIFT, SIGN_CLASSES
 from tlutils.paths import data_dir, project_root
-from tlutils.plotting import box_table, course_figures_dir, plot_box_statistics, save_figure, show_records
+from tlutils.plotting import (box_table, course_figures_dir, plot_box_statistics, save_figure, save_gallery,
+                              save_sign_table, show_records)
 from tlutils.profiles import get_profile
 
 profile = get_profile(PROFILE)
@@ -89,8 +89,8 @@ Image(filename=save_gallery(FIGURES / "01_sign_world_gallery.png", per_country=G
 # %% [markdown]
 # ### The training sets of this course
 #
-# The experiment runner (`tlutils.experiment`) renders each set once, at the model's input size, into
-# `data/synth/` and reads it back with the COCO loader. We ask for exactly the sets the later notebooks
+# `synth_dataset` (used by the experiment runner too) renders each set once, at the model's input size,
+# into `data/synth/` and reads it back with the COCO loader. We ask for exactly the sets the later notebooks
 # train on: the Belgian source set and the pool each target country's few-shot subsets are drawn from.
 # Rendering them here means notebooks 04 to 07 find them ready.
 

@@ -31,9 +31,8 @@ import keras
 import pandas as pd
 
 from tlutils.anchors import AnchorConfig
-from tlutils.data import load_image
+from tlutils.data import load_image, synth_dataset
 from tlutils.data.synth import COUNTRIES
-from tlutils.experiment import synth_dataset
 from tlutils.model import (FREEZE_POINTS, LAYERS_BY_BLOCK, PREDICTION_LAYERS, anchor_config_for, build_ssd_vgg16,
                            feature_map_sizes, freeze, regularization_loss, trainable_summary)
 from tlutils.plotting import (course_figures_dir, plot_anchors, plot_feature_maps, plot_parameters_per_block,

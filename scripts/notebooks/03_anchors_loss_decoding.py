@@ -39,12 +39,11 @@ from keras import ops
 
 from tlutils.anchors import generate_anchors
 from tlutils.boxes import iou, to_centroids, to_corners
-from tlutils.data import load_image
+from tlutils.data import load_image, synth_dataset
 from tlutils.data.pipeline import make_label_map
 from tlutils.data.synth import COUNTRIES
 from tlutils.decoding import batched_nms, decode_detections
 from tlutils.encoding import VARIANCES, encode
-from tlutils.experiment import synth_dataset
 from tlutils.losses import multibox_loss
 from tlutils.model import anchor_config_for, build_ssd_vgg16
 from tlutils.plotting import course_figures_dir, draw_boxes, plot_matched_anchors, save_figure

@@ -2,7 +2,7 @@
 
 - ``tlutils.data.records``  :class:`DetectionRecord`, :class:`DetectionDataset`, :func:`load_image`
 - ``tlutils.data.loaders``  ``load_gtsdb``, ``load_btsd``, ``load_coco``, ``load_voc``, ``load_yolo``, ``subset``
-- ``tlutils.data.synth``    the procedural sign world (import it explicitly)
+- ``tlutils.data.synth``    the procedural sign world; :func:`synth_dataset` (the course's rendered sets)
 - ``tlutils.data.augment``, ``tlutils.data.pipeline``  SSD augmentation and batches (import them explicitly)
 
 Records keep **pixel** corners ``(xmin, ymin, xmax, ymax)`` and the dataset's own class ids; the
@@ -22,6 +22,7 @@ _EXPORTS = {
         "DetectionRecord", "DetectionDataset", "load_image", "read_image_size",
     ),
     "loaders": ("load_gtsdb", "load_btsd", "load_coco", "load_voc", "load_yolo", "subset"),
+    "synth": ("synth_dataset",),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
         BORDER_TOLERANCE, SUPERCLASSES, AnnotationError, DetectionDataset, DetectionRecord, ImageReadError,
         SkippedItem, load_image, read_image_size,
     )
+    from .synth import synth_dataset
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,75 @@
+"""Plotting helpers: figures are written by code with stable names and a fixed dpi, never by hand.
+
+- ``core``        :func:`save_figure`, :data:`FIGURE_DPI`, :func:`course_figures_dir`, :func:`draw_boxes`
+- ``sign_world``  the data: sign-world gallery and sign table, records with boxes, box statistics
+- ``model``       default boxes, feature maps, parameters per block, matched anchors, detections
+- ``results``     training histories, transfer studies, loss components, speed, freeze depth
+
+``save_figure(fig, "05_transfer_map_vs_images")`` writes ``figures/05_transfer_map_vs_images.png``.
+Boxes are corners ``(xmin, ymin, xmax, ymax)``, in pixels unless ``normalized=True``. Heavy imports
+(matplotlib's pyplot, seaborn, keras, the model and data modules) happen inside the functions, so
+importing this package stays cheap.
+"""
+
+from tlutils.plotting.core import FIGURE_DPI, course_figures_dir, draw_boxes, save_figure
+from tlutils.plotting.model import (
+    plot_anchors,
+    plot_feature_maps,
+    plot_matched_anchors,
+    plot_parameters_per_block,
+    show_detections,
+)
+from tlutils.plotting.results import (
+    FREEZE_DEPTH_ORDER,
+    STRATEGY_ORDER,
+    final_epochs,
+    plot_freeze_depth,
+    plot_history,
+    plot_loss_components,
+    plot_loss_vs_map,
+    plot_map_by_shift,
+    plot_map_vs_images,
+    plot_training_speed,
+    strategy_labels,
+    training_speed,
+)
+from tlutils.plotting.sign_world import (
+    SUPERCLASS_COLOURS,
+    UNKNOWN_COLOR,
+    box_table,
+    plot_box_statistics,
+    save_gallery,
+    save_sign_table,
+    show_records,
+)
+
+__all__ = [
+    "FIGURE_DPI",
+    "FREEZE_DEPTH_ORDER",
+    "STRATEGY_ORDER",
+    "SUPERCLASS_COLOURS",
+    "UNKNOWN_COLOR",
+    "box_table",
+    "course_figures_dir",
+    "draw_boxes",
+    "final_epochs",
+    "plot_anchors",
+    "plot_box_statistics",
+    "plot_feature_maps",
+    "plot_freeze_depth",
+    "plot_history",
+    "plot_loss_components",
+    "plot_loss_vs_map",
+    "plot_map_by_shift",
+    "plot_map_vs_images",
+    "plot_matched_anchors",
+    "plot_parameters_per_block",
+    "plot_training_speed",
+    "save_figure",
+    "save_gallery",
+    "save_sign_table",
+    "show_detections",
+    "show_records",
+    "strategy_labels",
+    "training_speed",
+]

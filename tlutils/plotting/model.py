@@ -1,0 +1,162 @@
+"""Figures of the model: default boxes per layer, feature maps, parameters per block, matching, detections.
+
+Each function returns a pyplot figure (shown inline by Jupyter at the end of the cell); save it with
+``save_figure``. Keras, the model and data modules are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from tlutils.plotting.core import _add_boxes, _subplots
+
+__all__ = ["plot_anchors", "plot_feature_maps", "plot_matched_anchors", "plot_parameters_per_block",
+           "show_detections"]
+
+
+def plot_anchors(image: np.ndarray, config: Any, max_grid_points: int = 400):
+    """One panel per prediction layer: the default boxes of the cell at the image centre and the cell grid.
+
+    Args:
+        image: ``(S, S, 3)`` uint8, the model's input (``S = config.image_size``).
+        config: a ``tlutils.anchors.AnchorConfig``.
+        max_grid_points: cell centres are drawn as dots when the layer has at most this many cells.
+    """
+    from keras import ops
+
+    from tlutils.anchors import generate_anchors
+    from tlutils.boxes import to_corners
+
+    anchors = generate_anchors(config)
+    size = config.image_size
+    figure, axes = _subplots(len(config.feature_map_sizes), 3, 3.2, 3.4)
+    start = 0
+    for layer, (ax, cells, boxes) in enumerate(zip(axes, config.feature_map_sizes, config.boxes_per_cell)):
+        layer_anchors = anchors[start : start + cells * cells * boxes].reshape(cells, cells, boxes, 4)
+        start += cells * cells * boxes
+        centre = cells // 2
+        corners = ops.convert_to_numpy(to_corners(layer_anchors[centre, centre])) * size
+        ax.imshow(np.asarray(image).astype(np.uint8))
+        if cells * cells <= max_grid_points:
+            grid = layer_anchors[:, :, 0, :2].reshape(-1, 2) * size
+            ax.scatter(grid[:, 0], grid[:, 1], s=2, c="white")
+        _add_boxes(ax, corners, None, "yellow")
+        ax.set_xlim(-0.25 * size, 1.25 * size)
+        ax.set_ylim(1.25 * size, -0.25 * size)
+        ax.set_title(f"layer {layer}: {cells}x{cells} cells, {boxes} boxes/cell\nscale {config.scales[layer]:.2f}",
+                     fontsize=8)
+        ax.set_axis_off()
+    return figure
+
+
+def plot_parameters_per_block(summary: Any):
+    """Stacked horizontal bars of trainable and frozen parameters per block (``trainable_summary``)."""
+    import matplotlib.pyplot as plt
+
+    figure, ax = plt.subplots(figsize=(6.5, 3.2), layout="constrained")
+    blocks = list(summary["block"])[::-1]
+    trainable = np.asarray(summary["trainable"], dtype=float)[::-1] / 1e6
+    frozen = np.asarray(summary["frozen"], dtype=float)[::-1] / 1e6
+    ax.barh(blocks, trainable, color="#377eb8", label="trainable")
+    ax.barh(blocks, frozen, left=trainable, color="#bbbbbb", label="frozen")
+    ax.set(xlabel="parameters (millions)", title="parameters per block")
+    ax.set_xlim(0, 1.05 * float((trainable + frozen).max()))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return figure
+
+
+def plot_feature_maps(model: Any, image: np.ndarray, layer_names: Sequence[str], channels: int = 4):
+    """For each layer in ``layer_names`` (rows): ``channels`` of its feature maps on ``image`` (columns).
+
+    The first panel of a row is the mean over all channels; titles give the map's shape.
+    """
+    import keras
+
+    probe = keras.Model(model.input, [model.get_layer(name).output for name in layer_names])
+    outputs = probe(np.asarray(image, dtype=np.float32)[None], training=False)
+    outputs = outputs if len(layer_names) > 1 else [outputs]
+    outputs = [keras.ops.convert_to_numpy(output)[0] for output in outputs]
+    figure, axes = _subplots(len(layer_names) * (channels + 1), channels + 1, 1.7, 1.8)
+    for row, (name, maps) in enumerate(zip(layer_names, outputs)):
+        panels = [maps.mean(axis=-1)] + [maps[..., c] for c in range(min(channels, maps.shape[-1]))]
+        for column, panel in enumerate(panels):
+            ax = axes[row * (channels + 1) + column]
+            ax.imshow(panel, cmap="viridis")
+            ax.set_axis_off()
+            shape = "x".join(str(size) for size in maps.shape)
+            ax.set_title(f"{name} {shape}\nmean" if column == 0 else f"channel {column - 1}", fontsize=7)
+    return figure
+
+
+def plot_matched_anchors(image: np.ndarray, gt_boxes: np.ndarray, anchors: np.ndarray, class_targets: np.ndarray):
+    """The result of matching on one image: ground truth (lime), positive anchors (yellow), ignored (grey).
+
+    Args:
+        image: ``(S, S, 3)`` the model's input.
+        gt_boxes: ``(G, 4)`` normalized corners.
+        anchors: ``(A, 4)`` normalized centroids (``generate_anchors``).
+        class_targets: ``(A,)`` from ``tlutils.encoding.encode``: ``> 0`` positive, ``-1`` ignored.
+    """
+    import matplotlib.pyplot as plt
+    from keras import ops
+
+    from tlutils.boxes import to_corners
+
+    height, width = np.asarray(image).shape[:2]
+    scale = np.array([width, height, width, height], dtype=float)
+    corners = ops.convert_to_numpy(to_corners(np.asarray(anchors, dtype=np.float32))) * scale
+    class_targets = np.asarray(class_targets)
+    figure, ax = plt.subplots(figsize=(5, 5), layout="constrained")
+    ax.imshow(np.asarray(image).astype(np.uint8))
+    _add_boxes(ax, corners[class_targets == -1], None, "#bbbbbb", linestyle=":")
+    _add_boxes(ax, corners[class_targets > 0], None, "yellow")
+    _add_boxes(ax, np.asarray(gt_boxes, dtype=float) * scale, None, "lime")
+    ax.set_title(f"{int((class_targets > 0).sum())} positive anchors (yellow), "
+                 f"{int((class_targets == -1).sum())} ignored (dotted)", fontsize=9)
+    ax.set_axis_off()
+    return figure
+
+
+def show_detections(detector: Any, dataset: Any, score_threshold: float = 0.3, max_images: int = 6,
+                    columns: int = 3, panel_size: float = 3.0, max_per_image: int = 10):
+    """The detector's detections (lime, ``class score``) and the ground truth (white, dashed) on a few images.
+
+    Args:
+        detector: an SSD from ``tlutils.model.build_ssd_vgg16`` (or ``tlutils.transfer.load_detector``).
+        dataset: a ``DetectionDataset``; its first ``max_images`` images are shown, resized to the
+            detector's input. Its classes, numbered as the experiment runner does
+            (``make_label_map(dataset.classes)``), name the detector's classes.
+        score_threshold: detections scoring below this are not drawn (mAP uses all of them).
+        max_per_image: at most this many detections are drawn per image, the best first (an untrained
+            detector has hundreds above any threshold).
+    """
+    from tlutils.anchors import generate_anchors
+    from tlutils.data.pipeline import DetectionSequence, ground_truths_for_eval, make_label_map
+    from tlutils.decoding import decode_detections
+    from tlutils.model import anchor_config_for
+
+    records = dataset[:max_images]
+    anchors = generate_anchors(anchor_config_for(detector))
+    size = int(detector.input_shape[1])
+    label_map = make_label_map(dataset.classes)
+    names = {model_class: dataset.classes[class_id] for class_id, model_class in label_map.items()}
+    sequence = DetectionSequence(records, anchors, label_map, batch_size=len(records), input_size=size, shuffle=False)
+    images, _ = sequence[0]
+    outputs = detector(images, training=False)
+    detections = decode_detections(outputs["class_logits"], outputs["box_offsets"], anchors)
+    figure, axes = _subplots(len(records), columns, panel_size, panel_size + 0.3)
+    for ax, image, found, truth in zip(axes, images, detections, ground_truths_for_eval(sequence)):
+        keep = np.asarray(found["scores"]) >= score_threshold  # scores come sorted, best first
+        keep[max_per_image:] = False
+        captions = [f"{names.get(int(label), label)} {score:.2f}"
+                    for label, score in zip(found["labels"][keep], found["scores"][keep])]
+        ax.imshow(image.astype(np.uint8))
+        _add_boxes(ax, truth["boxes"] * size, None, "white", linestyle="--")
+        _add_boxes(ax, found["boxes"][keep] * size, captions, "lime")
+        signs = "1 sign" if len(truth["boxes"]) == 1 else f"{len(truth['boxes'])} signs"
+        drawn = "1 detection" if keep.sum() == 1 else f"{int(keep.sum())} detections"
+        ax.set_title(f"{drawn} >= {score_threshold:g} drawn, {signs}", fontsize=8)
+        ax.set_axis_off()
+    return figure
