@@ -107,6 +107,35 @@ def cpu_has_bfloat16(cpuinfo: str | os.PathLike = CPUINFO) -> bool:
     return any(flag in flags for flag in BF16_CPU_FLAGS)
 
 
+def has_accelerator() -> bool:
+    """Whether the Keras backend computes on a GPU (or another accelerator) rather than the CPU.
+
+    Imports Keras (and its backend) only when called.
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return any(device.platform != "cpu" for device in jax.devices())
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if backend == "torch":
+        import torch
+
+        return bool(torch.cuda.is_available())
+    return False
+
+
+def bf16_is_native(cpuinfo: str | os.PathLike = CPUINFO) -> bool:
+    """Whether bf16 arithmetic runs on real units here: an accelerator (:func:`has_accelerator`), or a
+    CPU with bf16 units (:func:`cpu_has_bfloat16`); elsewhere bf16 is emulated, and slower than float32."""
+    return has_accelerator() or cpu_has_bfloat16(cpuinfo)
+
+
 def resolve_precision(policy: str, cpuinfo: str | os.PathLike = CPUINFO) -> str:
     """The Keras dtype policy to train with: ``policy``, or for "auto" ``mixed_bfloat16`` where the CPU
     has bf16 units (:func:`cpu_has_bfloat16`) and ``float32`` elsewhere.
