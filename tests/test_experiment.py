@@ -27,8 +27,6 @@ from tlutils.experiment import (
     source_config,
     summarize,
     sweep_from_cli,
-    WORLD_SEEDS,
-    synth_dataset,
 )
 from tlutils.experiment.run_data import StepBatches, step_dataset
 from tlutils.model import FREEZE_POINTS, LAYERS_BY_BLOCK, block_of, build_ssd_vgg16, freeze, trainable_summary
@@ -402,37 +400,3 @@ def test_no_tensorflow_means_no_tensorboard_and_a_note(monkeypatch, capsys, tmp_
                         lambda name, *args: None if name == "tensorflow" else real_find_spec(name, *args))
     assert _tensorboard(tmp_path, verbose=1) == []
     assert "TensorBoard" in capsys.readouterr().out
-
-
-def test_the_same_sign_world_set_asked_for_twice_at_once_is_rendered_into_place_once(tmp_path, monkeypatch):
-    """Two notebooks (here: threads) rendering one set at the same time: both get it, no side folder stays."""
-    import threading
-
-    import tlutils.data.synth
-
-    render = tlutils.data.synth.generate
-    both_rendering = threading.Barrier(2, timeout=60)
-
-    def generate_side_by_side(*args, **kwargs):
-        folder = render(*args, **kwargs)
-        both_rendering.wait()  # neither renames its copy before the other has rendered one
-        return folder
-
-    monkeypatch.setattr(tlutils.data.synth, "generate", generate_side_by_side)
-    results, errors = [], []
-
-    def ask():
-        try:
-            results.append(synth_dataset("germany", "val", 3, 64, data_dir=tmp_path))
-        except Exception as error:  # noqa: BLE001 - reported by the assert below
-            errors.append(error)
-
-    threads = [threading.Thread(target=ask) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors, errors
-    assert [len(dataset) for dataset in results] == [3, 3]
-    assert [path.name for path in (tmp_path / "synth").iterdir()] == [f"germany_val_s{WORLD_SEEDS['val']}_64px_n3_v"
-                                                                      f"{tlutils.data.synth.GENERATOR_VERSION}"]

@@ -66,14 +66,16 @@ def test_the_status_line_follows_the_sliders_with_the_effective_rate(trained):
 def _study_table(explorer: TransferExplorer, budget: int) -> pd.DataFrame:
     """A results table of finished runs with the explorer's study knobs but ``budget`` steps, as a sweep
     writes it (only the columns browse reads matter)."""
-    study = {knob: getattr(resolve(explorer.base), knob) for knob in ("learning_rate", "l2_regularization", "preprocessing",
-                                                              "optimizer", "schedule")}
+    resolved = resolve(explorer.base)
+    study = {knob: getattr(resolved, knob)
+             for knob in ("learning_rate", "l2_regularization", "preprocessing", "optimizer", "schedule")}
     rows = []
     for index, (strategy, images, value) in enumerate([("scratch", 10, 0.1), ("scratch", 50, 0.3),
                                                         ("finetune", 10, 0.4), ("finetune", 50, 0.5)]):
         rows.append({column: None for column in RESULT_COLUMNS} | {
             "run_key": f"key{index}", "stage": "target", "country": "germany", "strategy": strategy,
             "num_target_images": images, "seed": 0, "profile": "ci", **study, "total_steps": budget, "epoch": 1,
+            "step": budget, "checkpoint": f"runs/key{index}/detector.keras",
             "val_map50": value, "coco_map": value / 2, "val_loss": 1.0, "loss": 2.0, "epoch_seconds": 1.0})
     return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
 

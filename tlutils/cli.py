@@ -46,6 +46,7 @@ def _sweep(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``tlutils`` command."""
     parser = argparse.ArgumentParser(prog="tlutils", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
 
     data = commands.add_parser("data", help="generate or inspect datasets")
@@ -84,10 +85,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Exit code of a command the user got wrong (argparse uses it too).
+USAGE_ERROR = 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``tlutils`` console script."""
+    """Entry point of the ``tlutils`` console script.
+
+    A ``ValueError`` (a mistake in what the user asked for) prints ``error: <message>`` and exits with
+    :data:`USAGE_ERROR`; ``--debug`` shows its traceback instead. Other exceptions are bugs and keep
+    their traceback.
+    """
     args = build_parser().parse_args(argv)
-    return int(args.handler(args) or 0)
+    try:
+        return int(args.handler(args) or 0)
+    except ValueError as error:
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return USAGE_ERROR
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ from typing import Any, Callable
 
 import ipywidgets as widgets
 
-from tlutils.experiment import RunConfig, load_results, resolve, run, summarize, synth_dataset
+from tlutils.data import synth_dataset
+from tlutils.experiment import RunConfig, load_results, resolve, run, summarize
 from tlutils.profiles import get_profile
 from tlutils.transfer import training_plan
 

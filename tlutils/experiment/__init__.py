@@ -44,7 +44,8 @@ from tlutils.experiment.config import (
     default_preprocessing,
     source_config,
 )
-from tlutils.experiment.resolved import RUNNER_VERSION, WORLD_SEEDS, ResolvedRun, resolve, run_key, run_name
+from tlutils.data.synth import WORLD_SEEDS, synth_dataset
+from tlutils.experiment.resolved import RUNNER_VERSION, ResolvedRun, resolve, run_key, run_name
 from tlutils.experiment.results import (
     COMPARABILITY_COLUMNS,
     RESULT_COLUMNS,
@@ -54,7 +55,6 @@ from tlutils.experiment.results import (
     summarize,
     training_speed,
 )
-from tlutils.experiment.run_data import synth_dataset
 from tlutils.experiment.runner import make_optimizer, run
 from tlutils.experiment.sweeps import expand_grid, sweep, sweep_from_cli
 

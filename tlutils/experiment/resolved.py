@@ -14,14 +14,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from tlutils.data.synth.sets import WORLD_SEEDS
 from tlutils.experiment.config import RunConfig, default_augmentation, default_preprocessing, source_config
 from tlutils.profiles import get_profile, resolve_precision
 
 #: Bump when the runner's meaning of a configuration changes: old results then no longer match.
 RUNNER_VERSION = 1
-#: Seeds of the rendered sign world (scene i of a set depends on (world seed, country, i)); the run's
-#: own seed picks the subset, the initialization, the batch order and the augmentation.
-WORLD_SEEDS = {"train": 0, "val": 1}
 
 
 @dataclass(frozen=True)

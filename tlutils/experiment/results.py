@@ -7,6 +7,7 @@ the canonical strategy string (``"freeze:block3"``), the one spelling every plot
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -42,11 +43,15 @@ def empty_results() -> "pd.DataFrame":
 
 
 def load_results(path: str | os.PathLike) -> "pd.DataFrame":
-    """The results table at ``path`` (a ``results.csv`` or the folder holding one).
+    """The finished runs of the results table at ``path`` (a ``results.csv`` or the folder holding one).
 
-    Returns an empty table with :data:`RESULT_COLUMNS` when there is no file yet. A table written
-    before the strategy became one column (``strategy="freeze"`` plus ``freeze_point``) is read into
-    the one-column form.
+    Returns an empty table with :data:`RESULT_COLUMNS` when there is no file yet. Only whole runs are
+    returned: a run counts once it has one complete row for each of its epochs 1..N, the last at
+    ``step == total_steps`` (a row is complete when its last column, ``checkpoint``, names a ``.keras``
+    file). Anything else -- a row cut short or run together with the next by a crash, a run with
+    missing epochs, a repeated epoch -- is left out with a warning naming the runs; the runner then
+    trains (or resumes) them again. A table written before the strategy became one column
+    (``strategy="freeze"`` plus ``freeze_point``) is read into the one-column form.
 
     Raises:
         ValueError: the file is not a tlutils results table.
@@ -58,7 +63,9 @@ def load_results(path: str | os.PathLike) -> "pd.DataFrame":
         path = path / "results.csv"
     if not path.is_file():
         return empty_results()
-    table = pd.read_csv(path, dtype={"freeze_point": "string", "run_key": "string", "strategy": "string"})
+    bad_lines: list[list[str]] = []
+    table = pd.read_csv(path, dtype={"freeze_point": "string", "run_key": "string", "strategy": "string"},
+                        engine="python", on_bad_lines=lambda line: bad_lines.append(line))
     if "freeze_point" in table.columns:
         table["strategy"] = [f"freeze:{point}" if name == "freeze" and isinstance(point, str) else name
                              for name, point in zip(table["strategy"], table["freeze_point"])]
@@ -66,7 +73,26 @@ def load_results(path: str | os.PathLike) -> "pd.DataFrame":
     missing = [column for column in RESULT_COLUMNS if column not in table.columns]
     if missing:
         raise ValueError(f"{path}: not a tlutils results table, columns {missing} are missing")
-    return table
+    whole = _whole_runs(table)
+    dropped = sorted(set(table["run_key"].dropna()) - set(whole["run_key"]))
+    if bad_lines or dropped or len(whole) < len(table):
+        warnings.warn(f"{path}: left out {len(table) - len(whole)} rows of unfinished or damaged runs "
+                      f"{dropped} and {len(bad_lines)} malformed lines; those runs will be trained again",
+                      stacklevel=2)
+    return whole
+
+
+def _whole_runs(table: "pd.DataFrame") -> "pd.DataFrame":
+    """The rows of the runs that have exactly one complete row per epoch 1..N, the last at total_steps."""
+    complete = table["checkpoint"].map(lambda value: isinstance(value, str) and value.endswith(".keras"))
+    rows = table[complete & table["run_key"].notna()]
+    keep = []
+    for key, group in rows.groupby("run_key", sort=False):
+        epochs = sorted(group["epoch"].tolist())
+        last = group.loc[group["epoch"].idxmax()]
+        if epochs == list(range(1, len(epochs) + 1)) and int(last["step"]) == int(last["total_steps"]):
+            keep.append(key)
+    return rows[rows["run_key"].isin(keep)].reset_index(drop=True)
 
 
 def ordered_strategies(labels: Iterable[str]) -> list[str]:

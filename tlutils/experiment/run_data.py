@@ -2,51 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tlutils.experiment.resolved import WORLD_SEEDS, ResolvedRun
+from tlutils.data.synth import synth_dataset
+from tlutils.experiment.resolved import ResolvedRun
 
 if TYPE_CHECKING:
     import keras
 
     from tlutils.data.pipeline import DetectionSequence
     from tlutils.data.records import DetectionDataset
-
-
-def synth_dataset(country: str, split: str, num_images: int, image_size: int,
-                  data_dir: str | os.PathLike | None = None) -> "DetectionDataset":
-    """The rendered sign-world set ``(country, split)``: generated on first use, then read from disk.
-
-    Files go to ``<data_dir>/synth/<country>_<split>_s<seed>_<size>px_n<num>/`` (default data_dir:
-    the project's ``data/``); a folder whose ``annotations.json`` exists is reused. Safe when several
-    processes or threads ask for the same set at once: each renders into its own side folder, the
-    first to finish renames it into place and the others drop theirs.
-    """
-    from tlutils.data import load_coco
-    from tlutils.data.synth import GENERATOR_VERSION, generate
-    from tlutils.paths import data_dir as default_data_dir
-
-    seed = WORLD_SEEDS[split]
-    root = Path(data_dir) if data_dir is not None else default_data_dir()
-    folder = root / "synth" / f"{country}_{split}_s{seed}_{image_size}px_n{num_images}_v{GENERATOR_VERSION}"
-    annotations = folder / "annotations.json"
-    if not annotations.is_file():  # render into a side folder of our own, then rename: never half a set
-        partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}-{threading.get_ident()}")
-        generate(country, num_images, partial, seed=seed, image_size=image_size)
-        try:
-            os.replace(partial, folder)
-        except OSError:  # the folder exists: another process or thread finished the same set first
-            if not annotations.is_file():
-                raise
-            shutil.rmtree(partial)
-    return load_coco(annotations, split=split)
 
 
 class StepBatches:

@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from tlutils.experiment.atomic import remove_stale, write_file, write_text
 from tlutils.experiment.config import SGD_MOMENTUM, STEP_DECAY_FACTOR, STEP_DECAY_FRACTION, RunConfig, source_config
 from tlutils.experiment.resolved import ResolvedRun, resolve
 from tlutils.experiment.results import CONFIG_COLUMNS
 from tlutils.experiment.run_data import build_data, label_maps, training_pool
 from tlutils.experiment.state import load_state, restore_optimizer, restore_weights, save_state
-from tlutils.experiment.store import append_rows, read_classes, stored_rows, write_classes
-from tlutils.evaluation import VAL_LOSS_TERMS, evaluate_detector
+from tlutils.experiment.store import read_classes, run_lock, store_rows, stored_rows, write_classes
 from tlutils.transfer import Phase, epochs_of
 
 if TYPE_CHECKING:
@@ -51,8 +51,6 @@ def run(
     Raises:
         ValueError: an invalid configuration (see ``RunConfig``, ``resolve``).
     """
-    import keras
-
     from tlutils.paths import runs_dir
 
     resolved = resolve(config)
@@ -70,9 +68,24 @@ def run(
                           tensorboard=tensorboard)
         source_path = results_dir / str(source_rows["checkpoint"].iloc[-1])
 
+    with run_lock(results_dir, resolved.name, verbose):
+        stored = stored_rows(results_dir, resolved.key)  # another process may have finished it meanwhile
+        if not stored.empty:
+            return stored
+        rows = _train(resolved, results_dir, data_dir, source_path, verbose, callbacks, tensorboard)
+        store_rows(results_dir, resolved.key, rows)
+    return stored_rows(results_dir, resolved.key)  # as read back: the same types as a skipped run's
+
+
+def _train(resolved: ResolvedRun, results_dir: Path, data_dir: str | os.PathLike | None, source_path: Path | None,
+           verbose: int, callbacks: Sequence[Any], tensorboard: bool) -> list[dict[str, Any]]:
+    """Train (or resume) the run under the resolved dtype policy; returns all its rows."""
+    import keras
+
     run_dir = results_dir / "runs" / resolved.name
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(resolved.to_dict(), indent=1, sort_keys=True) + "\n")
+    remove_stale(run_dir)
+    write_text(run_dir / "config.json", json.dumps(resolved.to_dict(), indent=1, sort_keys=True) + "\n")
     policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(resolved.mixed_precision)
     try:
@@ -82,11 +95,9 @@ def run(
             print(f"[{resolved.key}] resuming {resolved.name} after epoch {training.epochs_done} of "
                   f"{len(training.per_epoch)}")
         extra = _tensorboard(run_dir / "logs", verbose) if tensorboard else []
-        rows = training.fit(verbose, [*extra, *callbacks])
+        return training.fit(verbose, [*extra, *callbacks])
     finally:
         keras.config.set_dtype_policy(policy)
-    append_rows(results_dir, rows)
-    return stored_rows(results_dir, resolved.key)  # as read back: the same types as a skipped run's
 
 
 class Training:
@@ -120,9 +131,9 @@ class Training:
         self.data = build_data(resolved, self.detector, pool, data_dir)
         self.trainer = SSDTrainer(self.detector)
         self.per_epoch = epochs_of(self.plan, resolved.steps_per_epoch)
-        self.epochs_done, self.rows = load_state(self.state_dir)
-        if self.epochs_done:
-            restore_weights(self.state_dir, self.detector)
+        self.epochs_done, self.rows, self.state_folder = load_state(self.state_dir)
+        if self.state_folder is not None:
+            restore_weights(self.state_folder, self.detector)
 
     def fit(self, verbose: int, callbacks: list[Any]) -> list[dict[str, Any]]:
         """Train the phases that are not done yet (one compile each); returns all rows of the run."""
@@ -141,7 +152,7 @@ class Training:
                 # variables twice.
                 self.trainer.optimizer.build(self.trainer.trainable_variables)
                 if start > first_epoch:  # resuming inside this phase: its optimizer state continues
-                    restore_optimizer(self.state_dir, self.trainer.optimizer)
+                    restore_optimizer(self.state_folder, self.trainer.optimizer)
                 self.trainer.fit(
                     self.data.train, epochs=last_epoch, initial_epoch=start, shuffle=False,
                     verbose=verbose if verbose in (0, 2) else 1,
@@ -152,6 +163,8 @@ class Training:
 
     def finish_epoch(self, epoch: int, logs: dict[str, Any], train_seconds: float) -> None:
         """Evaluate, add the val numbers to ``logs`` (for TensorBoard), record the row, save the state."""
+        from tlutils.evaluation import VAL_LOSS_TERMS, evaluate_detector
+
         last = epoch == len(self.per_epoch) - 1
         started = time.perf_counter()
         scores = evaluate_detector(self.trainer, self.data.val, self.data.val_truths, self.data.anchors,
@@ -160,11 +173,13 @@ class Training:
         logs.update({f"val_{name}": scores[name] for name in VAL_LOSS_TERMS}, val_map50=scores["map50"])
         self.rows.append(self._row(epoch, logs, scores, train_seconds, eval_seconds))
         if last:
-            self.detector.save(self.checkpoint)
-        save_state(self.state_dir, epoch + 1, self.detector, self.trainer.optimizer, self.rows)
+            write_file(self.checkpoint, self.detector.save)
+        self.state_folder = save_state(self.state_dir, epoch + 1, self.detector, self.trainer.optimizer, self.rows)
 
     def _row(self, epoch: int, logs: Mapping[str, Any], scores: Mapping[str, float], train_seconds: float,
              eval_seconds: float) -> dict[str, Any]:
+        from tlutils.evaluation import VAL_LOSS_TERMS
+
         phase, resolved = self.per_epoch[epoch], self.resolved
         return {
             **{name: getattr(resolved, name) for name in CONFIG_COLUMNS},

@@ -20,9 +20,6 @@ from tlutils.plotting.model import (
     show_detections,
 )
 from tlutils.plotting.results import (
-    FREEZE_DEPTH_ORDER,
-    STRATEGY_ORDER,
-    final_epochs,
     plot_freeze_depth,
     plot_history,
     plot_loss_components,
@@ -30,8 +27,6 @@ from tlutils.plotting.results import (
     plot_map_by_shift,
     plot_map_vs_images,
     plot_training_speed,
-    strategy_labels,
-    training_speed,
 )
 from tlutils.plotting.sign_world import (
     SUPERCLASS_COLOURS,
@@ -45,14 +40,11 @@ from tlutils.plotting.sign_world import (
 
 __all__ = [
     "FIGURE_DPI",
-    "FREEZE_DEPTH_ORDER",
-    "STRATEGY_ORDER",
     "SUPERCLASS_COLOURS",
     "UNKNOWN_COLOR",
     "box_table",
     "course_figures_dir",
     "draw_boxes",
-    "final_epochs",
     "plot_anchors",
     "plot_box_statistics",
     "plot_feature_maps",
@@ -70,6 +62,4 @@ __all__ = [
     "save_sign_table",
     "show_detections",
     "show_records",
-    "strategy_labels",
-    "training_speed",
 ]

@@ -11,38 +11,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from tlutils.experiment.results import final_epochs, ordered_strategies
 from tlutils.plotting.core import _subplots
+from tlutils.transfer import freeze_depth_order
 
-__all__ = ["FREEZE_DEPTH_ORDER", "STRATEGY_ORDER", "final_epochs", "plot_freeze_depth", "plot_history",
-           "plot_loss_components", "plot_loss_vs_map", "plot_map_by_shift", "plot_map_vs_images",
-           "plot_training_speed", "strategy_labels", "training_speed"]
-
-#: Order of the transfer strategies in legends and tables (``tlutils.transfer``), scratch first.
-STRATEGY_ORDER = ("scratch", "imagenet", "freeze:block1", "freeze:block2", "freeze:block3", "freeze:block4",
-                  "freeze:block5", "freeze:fc", "freeze:extras", "finetune", "two_stage", "head_only")
-
-
-def strategy_labels(results: Any) -> Any:
-    """The ``strategy`` column as one label per row: ``"freeze:block3"`` for the freeze strategy, else the name."""
-    import pandas as pd
-
-    points = results["freeze_point"] if "freeze_point" in results else pd.Series(None, index=results.index)
-    return pd.Series([f"freeze:{point}" if strategy == "freeze" and isinstance(point, str) else strategy
-                      for strategy, point in zip(results["strategy"], points)], index=results.index, name="strategy")
-
-
-def _ordered(labels: Any) -> list[str]:
-    """Strategy labels in :data:`STRATEGY_ORDER`, unknown ones last."""
-    present = list(dict.fromkeys(labels))
-    return sorted(present, key=lambda label: (STRATEGY_ORDER.index(label) if label in STRATEGY_ORDER
-                                              else len(STRATEGY_ORDER), label))
-
-
-def final_epochs(results: Any) -> Any:
-    """The last epoch's row of every run (``run_key``), ``strategy`` as one label (:func:`strategy_labels`)."""
-    table = results.assign(strategy=strategy_labels(results))
-    return table.loc[table.groupby("run_key")["epoch"].idxmax()].reset_index(drop=True)
-
+__all__ = ["plot_freeze_depth", "plot_history", "plot_loss_components", "plot_loss_vs_map", "plot_map_by_shift",
+           "plot_map_vs_images", "plot_training_speed"]
 
 def plot_history(results: Any, metrics: Sequence[str] = ("loss", "val_loss", "val_map50"),
                  hue: str | None = "strategy", x: str = "epoch"):
@@ -56,11 +30,11 @@ def plot_history(results: Any, metrics: Sequence[str] = ("loss", "val_loss", "va
     """
     import seaborn as sns
 
-    table = results.assign(strategy=strategy_labels(results)) if "strategy" in results else results.copy()
+    table = results.copy()
     order = None
     if hue is not None:
         if hue == "strategy":
-            order = _ordered(table[hue])
+            order = ordered_strategies(table[hue])
         else:
             table[hue] = [f"{value:g}" if isinstance(value, float) else str(value) for value in table[hue]]
             order = list(dict.fromkeys(table.sort_values(hue)[hue]))
@@ -97,7 +71,7 @@ def plot_map_vs_images(summary: Any, metric: str = "val_map50"):
     figure, axes = _subplots(len(countries), len(countries), 4.0, 3.4)
     for ax, country in zip(axes, countries):
         rows = table[table["country"] == country]
-        for strategy in _ordered(rows["strategy"]):
+        for strategy in ordered_strategies(rows["strategy"]):
             line = rows[rows["strategy"] == strategy].sort_values("num_target_images")
             ax.errorbar(line["num_target_images"], line[f"{metric}_mean"], yerr=line[f"{metric}_std"], marker="o",
                         capsize=3, label=strategy)
@@ -123,7 +97,7 @@ def plot_map_by_shift(summary: Any, num_target_images: int | None = None, metric
     table = summary[summary["stage"] == "target"] if "stage" in summary else summary
     size = int(num_target_images or table["num_target_images"].max())
     table = table[table["num_target_images"] == size]
-    countries, strategies = _country_order(table["country"]), _ordered(table["strategy"])
+    countries, strategies = _country_order(table["country"]), ordered_strategies(table["strategy"])
     figure, ax = plt.subplots(figsize=(1.6 + 1.4 * len(countries) * max(1, len(strategies)) / 4, 3.6),
                               layout="constrained")
     width = 0.8 / max(1, len(strategies))
@@ -146,7 +120,7 @@ def plot_loss_components(results: Any):
     import matplotlib.pyplot as plt
 
     final = final_epochs(results)
-    strategies = _ordered(final["strategy"])
+    strategies = ordered_strategies(final["strategy"])
     means = final.groupby("strategy")[["localization", "confidence", "regularization", "val_map50"]].mean()
     means = means.reindex(strategies)
     figure, axes = plt.subplots(1, 2, figsize=(3.0 + 1.1 * len(strategies), 3.6), layout="constrained")
@@ -168,7 +142,7 @@ def plot_loss_vs_map(results: Any):
     import seaborn as sns
 
     final = final_epochs(results)
-    order = _ordered(final["strategy"])
+    order = ordered_strategies(final["strategy"])
     figure, axes = _subplots(2, 2, 4.2, 3.4)
     for index, (ax, column) in enumerate(zip(axes, ("loss", "val_loss"))):
         sns.scatterplot(data=final, x=column, y="val_map50", hue="strategy", hue_order=order, s=50, ax=ax,
@@ -176,27 +150,6 @@ def plot_loss_vs_map(results: Any):
         ax.set(title=f"final {column} vs validation mAP", xlabel=column, ylabel="val_map50")
     sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1.0))
     return figure
-
-
-def training_speed(results: Any) -> Any:
-    """Training speed per run and phase: the median over its epochs, the first epoch of a phase left out
-    (it includes tracing the new training step) when the phase has more than one.
-
-    Returns:
-        A ``pandas.DataFrame`` with ``run_key``, ``strategy`` (one label), ``phase``, ``trainable_params``,
-        ``images_per_s``, ``epoch_seconds`` and ``epochs`` (how many epochs the median is over).
-    """
-    import pandas as pd
-
-    table = results.assign(strategy=strategy_labels(results)).sort_values(["run_key", "epoch"])
-    rows = []
-    for (key, phase), group in table.groupby(["run_key", "phase"], sort=False):
-        steady = group.iloc[1:] if len(group) > 1 else group
-        rows.append({"run_key": key, "strategy": group["strategy"].iloc[0], "phase": phase,
-                     "trainable_params": int(group["trainable_params"].iloc[0]),
-                     "images_per_s": float(steady["images_per_s"].median()),
-                     "epoch_seconds": float(steady["epoch_seconds"].median()), "epochs": len(steady)})
-    return pd.DataFrame(rows)
 
 
 def plot_training_speed(speed: Any, total_params: int):
@@ -215,23 +168,18 @@ def plot_training_speed(speed: Any, total_params: int):
     return figure
 
 
-#: Freeze depths from shallow to deep: fine-tuning freezes nothing, ``head_only`` everything but the heads.
-FREEZE_DEPTH_ORDER = ("finetune", "freeze:block1", "freeze:block2", "freeze:block3", "freeze:block4", "freeze:block5",
-                      "freeze:fc", "freeze:extras", "head_only")
-
-
 def plot_freeze_depth(summary: Any, metric: str = "val_map50"):
     """``metric`` against how deep the transferred detector is frozen (Yosinski et al.'s AnB curve).
 
     Args:
         summary: ``summarize(results)`` rows of one country and one number of target images; the
-            strategies of :data:`FREEZE_DEPTH_ORDER` present form the curve and ``scratch``, when present,
+            strategies of ``tlutils.transfer.freeze_depth_order()`` present form the curve and ``scratch``, when present,
             is drawn as a horizontal reference line. Error bars: std over seeds.
     """
     import matplotlib.pyplot as plt
 
     table = summary.set_index("strategy")
-    depths = [label for label in FREEZE_DEPTH_ORDER if label in table.index]
+    depths = [label for label in freeze_depth_order() if label in table.index]
     figure, ax = plt.subplots(figsize=(6.5, 3.6), layout="constrained")
     ax.errorbar(range(len(depths)), table.loc[depths, f"{metric}_mean"], yerr=table.loc[depths, f"{metric}_std"],
                 marker="o", capsize=3, label="transferred from the source")
