@@ -3,6 +3,9 @@
 - ``tlutils.data.records``  :class:`DetectionRecord`, :class:`DetectionDataset`, :func:`load_image`
 - ``tlutils.data.loaders``  ``load_gtsdb``, ``load_btsd``, ``load_coco``, ``load_voc``, ``load_yolo``, ``subset``
 - ``tlutils.data.synth``    the procedural sign world; :func:`synth_dataset` (the course's rendered sets)
+- ``tlutils.data.specs``    data specs (``"gtsdb:<folder>"``, ``"synth:germany"``): ``parse_spec``, ``load_spec``,
+  ``fingerprint``, ``split_dataset``
+- ``tlutils.data.classes``  the class synonym table, ``match_classes``, ``relabel_by_superclass``
 - ``tlutils.data.augment``, ``tlutils.data.pipeline``  SSD augmentation and batches (import them explicitly)
 
 Records keep **pixel** corners ``(xmin, ymin, xmax, ymax)`` and the dataset's own class ids; the
@@ -23,6 +26,8 @@ _EXPORTS = {
     ),
     "loaders": ("load_gtsdb", "load_btsd", "load_coco", "load_voc", "load_yolo", "subset"),
     "synth": ("synth_dataset",),
+    "specs": ("DataSpec", "DataSplits", "parse_spec", "load_spec", "fingerprint", "split_dataset"),
+    "classes": ("CLASS_SYNONYMS", "SUPERCLASS_CLASSES", "canonical_name", "match_classes", "relabel_by_superclass"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -34,6 +39,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
         BORDER_TOLERANCE, SUPERCLASSES, AnnotationError, DetectionDataset, DetectionRecord, ImageReadError,
         SkippedItem, load_image, read_image_size,
     )
+    from .classes import CLASS_SYNONYMS, SUPERCLASS_CLASSES, canonical_name, match_classes, relabel_by_superclass
+    from .specs import DataSpec, DataSplits, fingerprint, load_spec, parse_spec, split_dataset
     from .synth import synth_dataset
 
 
