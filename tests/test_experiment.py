@@ -195,21 +195,39 @@ def test_results_csv_has_one_row_per_epoch_and_every_column(runs, results_dir):
                 "run_key", "checkpoint"]
     assert set(required) <= set(table.columns)
     assert set(table["stage"]) == {"source", "target"}
-    assert len(table) == CI.source_epochs + 3 * len(STRATEGIES)
+    assert len(table) == CI.source_epochs + (1 + 3) * len(STRATEGIES)  # target runs: a zero-shot row, 3 epochs
     for key, rows in table.groupby("run_key"):
-        assert list(rows["epoch"]) == list(range(1, len(rows) + 1)), key
-        assert rows["coco_map"].iloc[:-1].isna().all() and np.isfinite(rows["coco_map"].iloc[-1])
+        first = 0 if rows["stage"].iloc[0] == "target" else 1
+        assert list(rows["epoch"]) == list(range(first, first + len(rows))), key
+        trained = rows[rows["epoch"] >= 1]
+        assert trained["coco_map"].iloc[:-1].isna().all() and np.isfinite(trained["coco_map"].iloc[-1])
         assert (results_dir / rows["checkpoint"].iloc[-1]).is_file()
-    numbers = table[["loss", "localization", "confidence", "val_loss", "val_map50", "epoch_seconds"]]
+    trained = table[table["epoch"] >= 1]
+    numbers = trained[["loss", "localization", "confidence", "val_loss", "val_map50", "epoch_seconds"]]
     assert np.isfinite(numbers.to_numpy(dtype=float)).all()
     assert ((table["val_map50"] >= 0) & (table["val_map50"] <= 1)).all()
     target_rows = table[table["stage"] == "target"]
     assert set(target_rows["source_run_key"].dropna()) == {run_key(source_config(target("finetune")))}
 
 
+def test_every_target_run_starts_with_a_zero_shot_row(runs):
+    """Epoch 0 scores the detector before training: every source-initialized strategy starts from the
+    same class-mapped source detector (same seed, same fresh rows), so their epoch 0 is the same."""
+    zero = {strategy: rows[rows["epoch"] == 0].iloc[0] for strategy, rows in runs.items()}
+    for row in zero.values():
+        assert row["step"] == 0 and np.isnan(row["loss"]) and np.isfinite(row["regularization"])
+        assert np.isfinite(row["val_loss"]) and np.isfinite(row["coco_map"]) and 0 <= row["val_map50"] <= 1
+    transferred = [s for s in STRATEGIES if s != "scratch"]
+    for strategy in transferred[1:]:
+        # val_loss differs: it adds the L2 term of the *trainable* kernels, and each freezes others
+        for column in ("val_localization", "val_confidence", "val_map50", "coco_map"):
+            assert zero[strategy][column] == zero[transferred[0]][column], (strategy, column)
+    assert zero["scratch"]["val_confidence"] != zero["finetune"]["val_confidence"]
+
+
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_training_lowers_the_loss(runs, strategy):
-    losses = runs[strategy]["loss"].to_numpy()
+    losses = runs[strategy].query("epoch >= 1")["loss"].to_numpy()
     assert losses[-1] < losses[0], losses
 
 
@@ -222,18 +240,18 @@ def _expected_trainable(freeze_point: str | None) -> int:
 @pytest.mark.parametrize(
     ("strategy", "freeze_points"),
     [
-        ("scratch", [None] * 3),
-        ("freeze:block3", ["block3"] * 3),
-        ("finetune", [None] * 3),
-        ("head_only", ["extras"] * 3),
-        ("two_stage", ["extras", "extras", None]),  # 3 epochs * 0.5 rounds to 2 epochs of heads
+        ("scratch", [None] * 4),  # epoch 0 (zero-shot) counts what the first phase trains
+        ("freeze:block3", ["block3"] * 4),
+        ("finetune", [None] * 4),
+        ("head_only", ["extras"] * 4),
+        ("two_stage", ["extras", "extras", "extras", None]),  # 3 epochs * 0.5 rounds to 2 epochs of heads
     ],
 )
 def test_trainable_counts_per_strategy(runs, strategy, freeze_points):
     counts = runs[strategy]["trainable_params"].tolist()
     assert counts == [_expected_trainable(point) for point in freeze_points]
     if strategy == "two_stage":
-        assert runs[strategy]["phase"].tolist() == ["heads", "heads", "finetune"]
+        assert runs[strategy]["phase"].tolist() == ["heads", "heads", "heads", "finetune"]
         assert runs[strategy]["phase_learning_rate"].iloc[-1] < runs[strategy]["phase_learning_rate"].iloc[0]
 
 
@@ -269,7 +287,7 @@ def test_a_finished_config_is_skipped(runs, results_dir, data_dir):
 
     again = run(target("head_only"), results_dir, data_dir=data_dir, verbose=0, callbacks=[MustNotTrain()])
     pd.testing.assert_frame_equal(again, runs["head_only"], check_dtype=False)
-    assert len(load_results(results_dir)) == CI.source_epochs + 3 * len(STRATEGIES)
+    assert len(load_results(results_dir)) == CI.source_epochs + (1 + 3) * len(STRATEGIES)
 
 
 class Disconnect(Exception):

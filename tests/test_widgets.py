@@ -31,12 +31,12 @@ def trained(tmp_path_factory):
 
 def test_train_click_runs_the_run_the_sliders_describe(trained):
     rows = trained.last_results
-    assert list(rows["epoch"]) == [1, 2]
+    assert list(rows["epoch"]) == [0, 1, 2]  # the zero-shot row, then the two trained epochs
     final = rows.iloc[-1]
     assert (final["strategy"], final["num_target_images"]) == ("freeze:fc", 10)
     assert final["learning_rate"] == pytest.approx(3e-3)
     assert final["total_steps"] == trained.train_steps and final["country"] == "germany"
-    assert rows["loss"].notna().all() and rows["val_map50"].between(0, 1).all()
+    assert rows["loss"].iloc[1:].notna().all() and rows["val_map50"].between(0, 1).all()
 
 
 def test_curves_were_redrawn_live_after_every_epoch_and_detections_at_the_end(trained):
@@ -51,7 +51,7 @@ def test_a_setting_trained_before_is_read_back_without_training(trained):
     trained.train_button.click()
     assert trained.history == [], "no epoch ran"
     assert "read from results.csv" in trained.status.value
-    assert len(trained.last_results) == 2
+    assert len(trained.last_results) == 3
 
 
 def test_the_status_line_follows_the_sliders_with_the_effective_rate(trained):

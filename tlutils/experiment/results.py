@@ -47,7 +47,8 @@ def load_results(path: str | os.PathLike) -> "pd.DataFrame":
 
     Returns an empty table with :data:`RESULT_COLUMNS` when there is no file yet. Only whole runs are
     returned: a run counts once it has one complete row for each of its epochs 1..N, the last at
-    ``step == total_steps`` (a row is complete when its last column, ``checkpoint``, names a ``.keras``
+    ``step == total_steps``, plus a target run's zero-shot row (epoch 0: the detector before training;
+    :func:`final_epochs` never picks it) (a row is complete when its last column, ``checkpoint``, names a ``.keras``
     file). Anything else -- a row cut short or run together with the next by a crash, a run with
     missing epochs, a repeated epoch -- is left out with a warning naming the runs; the runner then
     trains (or resumes) them again. A table written before the strategy became one column
@@ -83,14 +84,16 @@ def load_results(path: str | os.PathLike) -> "pd.DataFrame":
 
 
 def _whole_runs(table: "pd.DataFrame") -> "pd.DataFrame":
-    """The rows of the runs that have exactly one complete row per epoch 1..N, the last at total_steps."""
+    """The rows of the runs that have exactly one complete row per epoch 1..N (and at most one zero-shot
+    row, epoch 0), the last at total_steps."""
     complete = table["checkpoint"].map(lambda value: isinstance(value, str) and value.endswith(".keras"))
     rows = table[complete & table["run_key"].notna()]
     keep = []
     for key, group in rows.groupby("run_key", sort=False):
         epochs = sorted(group["epoch"].tolist())
+        trained = epochs[1:] if epochs[:2] == [0, 1] else epochs
         last = group.loc[group["epoch"].idxmax()]
-        if epochs == list(range(1, len(epochs) + 1)) and int(last["step"]) == int(last["total_steps"]):
+        if trained == list(range(1, len(trained) + 1)) and int(last["step"]) == int(last["total_steps"]):
             keep.append(key)
     return rows[rows["run_key"].isin(keep)].reset_index(drop=True)
 

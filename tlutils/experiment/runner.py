@@ -140,6 +140,8 @@ class Training:
         from tlutils.transfer import apply_phase
 
         steps_per_epoch = self.resolved.steps_per_epoch
+        if self.resolved.stage == "target" and self.epochs_done == 0:
+            self.rows = [self.zero_shot_row()]
         first_epoch = 0
         for phase in self.plan:
             last_epoch = first_epoch + phase.steps // steps_per_epoch
@@ -176,11 +178,30 @@ class Training:
             write_file(self.checkpoint, self.detector.save)
         self.state_folder = save_state(self.state_dir, epoch + 1, self.detector, self.trainer.optimizer, self.rows)
 
+    def zero_shot_row(self) -> dict[str, Any]:
+        """Epoch 0 of a target run: the detector as it starts, evaluated before any training.
+
+        For a source-initialized strategy that is the source detector on the target ("adapt or do
+        nothing?"); for scratch, a random initialization. ``regularization`` is the starting L2 term;
+        the training-loss columns are NaN (nothing was trained).
+        """
+        from tlutils.evaluation import evaluate_detector
+        from tlutils.model import regularization_loss
+
+        started = time.perf_counter()
+        scores = evaluate_detector(self.detector, self.data.val, self.data.val_truths, self.data.anchors,
+                                   coco=True, losses=True)
+        logs = {name: float("nan") for name in _TRAIN_LOGS}
+        logs["regularization"] = float(regularization_loss(self.detector))
+        logs.update({f"val_{name}": scores[name] for name in ("loss", "localization", "confidence")})
+        row = self._row(-1, logs, scores, 0.0, time.perf_counter() - started)
+        return row | {"images_per_s": float("nan")}
+
     def _row(self, epoch: int, logs: Mapping[str, Any], scores: Mapping[str, float], train_seconds: float,
              eval_seconds: float) -> dict[str, Any]:
         from tlutils.evaluation import VAL_LOSS_TERMS
 
-        phase, resolved = self.per_epoch[epoch], self.resolved
+        phase, resolved = self.per_epoch[max(epoch, 0)], self.resolved
         return {
             **{name: getattr(resolved, name) for name in CONFIG_COLUMNS},
             "run_key": resolved.key,
@@ -189,7 +210,7 @@ class Training:
             **{name: float(logs[name]) for name in (*_TRAIN_LOGS, *(f"val_{n}" for n in VAL_LOSS_TERMS))},
             "val_map50": scores["map50"], "coco_map": scores.get("coco_map", float("nan")),
             "epoch_seconds": train_seconds, "eval_seconds": eval_seconds,
-            "images_per_s": resolved.steps_per_epoch * resolved.batch_size / train_seconds,
+            "images_per_s": resolved.steps_per_epoch * resolved.batch_size / max(train_seconds, 1e-9),
             "trainable_params": _num_params(self.detector.trainable_weights),
             "source_run_key": resolved.source_run_key,
             "checkpoint": self.checkpoint.relative_to(self.results_dir).as_posix(),

@@ -108,7 +108,7 @@ def load_state(state_dir: Path) -> tuple[int, list[dict[str, Any]], Path | None]
         return 0, [], None
     folder = folders[-1]
     epochs_done = int(json.loads((folder / MANIFEST).read_text())["epochs_done"])
-    rows = json.loads((folder / ROWS).read_text())[:epochs_done]
+    rows = [row for row in json.loads((folder / ROWS).read_text()) if row["epoch"] <= epochs_done]
     return epochs_done, rows, folder
 
 
