@@ -11,7 +11,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from tlutils.evaluation import COCO_STATS, coco_map, mean_average_precision
+from tlutils.evaluation import COCO_STATS, SIZE_BUCKETS, coco_map, map_by_size, mean_average_precision
 
 A = [0.0, 0.0, 0.5, 0.5]
 B = [0.5, 0.5, 1.0, 1.0]
@@ -297,3 +297,44 @@ def test_bad_input_names_the_image_and_box():
         mean_average_precision(*hand_case(), method="voc12")
     with pytest.raises(ValueError, match="image_size must be"):
         coco_map(*hand_case(), image_size=(1, 2, 3))
+
+
+# --- mAP by object size: COCO's area buckets on top of VOC matching ---
+
+
+def pixel_image(boxes, labels, scores=None):
+    """``image`` with pixel boxes of a 1000 x 1000 frame, normalized."""
+    return image(np.divide(boxes, 1000.0), labels, scores)
+
+
+def test_map_by_size_hand_worked():
+    # Class 1 on a 1000 x 1000 frame: small signs S1, S2 (20 x 20), a large one L (120 x 120).
+    s1, s2, large = [100, 100, 120, 120], [300, 100, 320, 120], [500, 500, 620, 620]
+    truths = [pixel_image([s1, s2, large], [1, 1, 1])]
+    found = [pixel_image([[700, 700, 820, 820], large, s1, [800, 100, 820, 120], s2], [1] * 5,
+                         [0.95, 0.90, 0.85, 0.80, 0.75])]
+    result = map_by_size(found, truths, image_sizes=(1000, 1000))
+    # small: the large miss (0.95) is out of the bucket and matches nothing -> neither; the hit on L (0.9)
+    # matches an out-of-bucket ground truth -> neither; then TP, FP, TP: envelope 1 to recall 1/2, then 2/3
+    assert result["small"]["map"] == pytest.approx(0.5 * 1 + 0.5 * 2 / 3, abs=1e-12)
+    assert result["small"]["num_ground_truths"] == 2
+    # large: FP (0.95), TP (0.9), the rest small -> neither: precision 1/2 at recall 1
+    assert result["large"] == {"map": pytest.approx(0.5), "per_class": {1: pytest.approx(0.5)}, "num_ground_truths": 1}
+    assert np.isnan(result["medium"]["map"]) and result["medium"]["per_class"] == {}
+    # all sizes together: FP, TP, TP, FP, TP over 3 signs, envelope 2/3, 2/3, 3/5 at recall 1/3, 2/3, 1
+    plain = mean_average_precision(found, truths, method="all_points")["map"]
+    assert plain == pytest.approx((2 / 3 + 2 / 3 + 3 / 5) / 3, abs=1e-12)
+
+
+def test_size_buckets_use_each_images_pixels_and_half_open_bounds():
+    assert SIZE_BUCKETS["small"][1] == SIZE_BUCKETS["medium"][0] == 32**2
+    # the same normalized box is 30 x 30 (small) in a 300 pixel image and 40 x 40 (medium) in a 400 one;
+    # a 32 x 32 box (area exactly 32**2) is medium
+    box = [0.0, 0.0, 0.1, 0.1]
+    truths = [image([box], [1]), image([box], [1]), image([[0, 0, 32 / 320, 32 / 320]], [2])]
+    found = [image([box], [1], [0.9]), image([box], [1], [0.9]), image([[0, 0, 32 / 320, 32 / 320]], [2], [0.9])]
+    result = map_by_size(found, truths, image_sizes=[(300, 300), (400, 400), (320, 320)])
+    assert [result[name]["num_ground_truths"] for name in ("small", "medium", "large")] == [1, 2, 0]
+    assert result["small"]["per_class"] == {1: 1.0} and result["medium"]["per_class"] == {1: 1.0, 2: 1.0}
+    with pytest.raises(ValueError, match="image_size must be"):
+        map_by_size(found, truths, image_sizes=[(300, 300)] * 2)

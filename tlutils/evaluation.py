@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     import keras
 
     from tlutils.data.pipeline import DetectionSequence
+    from tlutils.data.records import DetectionRecord
 
 #: IoU threshold of a match in Pascal VOC (Everingham et al. 2010, section 4.4) and COCO's AP50.
 IOU_THRESHOLD = 0.5
@@ -56,6 +57,9 @@ VOC07_RECALL_POINTS = np.arange(0.0, 1.1, 0.1)
 COCO_RECALL_POINTS = np.linspace(0.0, 1.0, int(np.round(1.0 / 0.01)) + 1)
 #: Detections per image and class that COCO AP looks at (pycocotools ``Params.maxDets[-1]``).
 COCO_MAX_DETECTIONS = 100
+#: COCO's object sizes by pixel area (pycocotools ``Params.areaRng``): ``[low, high)`` here, so each box
+#: is in exactly one (pycocotools counts an area of exactly 32**2 or 96**2 in both neighbours).
+SIZE_BUCKETS = {"small": (0.0, 32.0**2), "medium": (32.0**2, 96.0**2), "large": (96.0**2, float("inf"))}
 #: Names of ``COCOeval.stats``, in order.
 COCO_STATS = (
     "map", "ap50", "ap75", "ap_small", "ap_medium", "ap_large",
@@ -153,8 +157,62 @@ def coco_map(
     return results
 
 
-def _voc_average_precision(found: _Flat, truth: _Flat, iou_threshold: float, eleven_points: bool) -> dict[int, float]:
-    """AP per class under the Pascal VOC devkit rules."""
+def map_by_size(
+    detections: Sequence[dict[str, Any]],
+    ground_truths: Sequence[dict[str, Any]],
+    image_sizes: int | tuple[int, int] | Sequence[tuple[int, int]],
+    iou_threshold: float = IOU_THRESHOLD,
+) -> dict[str, dict[str, Any]]:
+    """VOC all-points mAP per object size (COCO's small, medium and large, ``SIZE_BUCKETS``).
+
+    Sizes are pixel areas ``w * h`` of the boxes scaled by their image's size. For a bucket, COCO's
+    rule for an area range (``COCOeval.evaluateImg``) on top of the VOC matching of
+    ``mean_average_precision(method="all_points")``:
+
+    - ground truths outside the bucket are ignored like difficult ones: they are no positives, and a
+      detection whose candidate (the ground truth of its class it overlaps most, in or out of the
+      bucket) is one of them with IoU > ``iou_threshold`` is neither TP nor FP;
+    - a detection that is not a TP (no match, or a second detection of a taken ground truth) is a FP
+      only if its own area lies in the bucket; outside it, it is neither.
+
+    Unlike pycocotools, a detection is not steered to an in-bucket ground truth when an ignored one
+    overlaps it more (VOC matching), and bucket bounds are half-open.
+
+    Args:
+        detections, ground_truths: as for ``mean_average_precision``, boxes normalized to [0, 1].
+        image_sizes: one side, one ``(width, height)``, or one ``(width, height)`` per image.
+        iou_threshold: a match needs IoU above this.
+
+    Returns:
+        ``{"small" | "medium" | "large": {"map", "per_class", "num_ground_truths"}}``; ``map`` is NaN
+        for a bucket without ground truth that counts.
+    """
+    if not 0.0 < iou_threshold <= 1.0:
+        raise ValueError(f"iou_threshold must lie in (0, 1], got {iou_threshold}")
+    found, truth = _flatten(detections, ground_truths)
+    sizes = np.asarray(_image_sizes(image_sizes, len(ground_truths)), dtype=np.float64)
+    truth_area, found_area = (_pixel_area(flat, sizes) for flat in (truth, found))
+    results = {}
+    for name, (low, high) in SIZE_BUCKETS.items():
+        outside = (truth_area < low) | (truth_area >= high)
+        bucket_truth = truth._replace(extra=truth.extra.astype(bool) | outside)
+        uncounted = (found_area < low) | (found_area >= high)
+        per_class = _voc_average_precision(found, bucket_truth, iou_threshold, eleven_points=False, uncounted=uncounted)
+        mean = float(np.mean(list(per_class.values()))) if per_class else float("nan")
+        results[name] = {"map": mean, "per_class": per_class, "num_ground_truths": int(np.sum(~bucket_truth.extra))}
+    return results
+
+
+def _pixel_area(flat: _Flat, sizes: np.ndarray) -> np.ndarray:
+    """``(N,)`` pixel areas of normalized boxes, each scaled by its image's ``(width, height)`` in ``sizes``."""
+    scale = sizes[flat.image] if len(flat.image) else np.zeros((0, 2))
+    return area_numpy(flat.boxes * np.concatenate([scale, scale], axis=1))
+
+
+def _voc_average_precision(found: _Flat, truth: _Flat, iou_threshold: float, eleven_points: bool,
+                           uncounted: np.ndarray | None = None) -> dict[int, float]:
+    """AP per class under the Pascal VOC devkit rules; ``uncounted`` ``(D,)`` bool: detections that are
+    neither TP nor FP unless they are a TP (``map_by_size``: outside the size bucket)."""
     order = np.lexsort((-found.extra, found.labels))  # by class, then descending score; stable
     found = _Flat(*(array[order] for array in found))
     pair_found, pair_truth = _same_image_and_class_pairs(found, truth)
@@ -169,6 +227,8 @@ def _voc_average_precision(found: _Flat, truth: _Flat, iou_threshold: float, ele
     first_claim[claimed[np.unique(best_truth[claimed], return_index=True)[1]]] = True  # in score order
     true_positive = candidate & first_claim
     false_positive = ~over | (candidate & ~first_claim)
+    if uncounted is not None:
+        false_positive &= ~uncounted[order]
     per_class = {}
     for label in _counted_classes(truth):
         in_class = found.labels == label
@@ -427,6 +487,59 @@ def evaluate_detector(model: "keras.Model", sequence: "DetectionSequence", truth
     if loss_sums is not None:
         scores.update(loss_sums.means())
     return scores
+
+
+def evaluate_tiled(
+    model_predict: "keras.Model | Callable[[np.ndarray], Mapping[str, Any]]",
+    records: Sequence["DetectionRecord"],
+    anchors: np.ndarray,
+    label_map: Mapping[int, int] | None = None,
+    tile_size: int | None = None,
+    unmapped: str = "raise",
+    **detect_options: Any,
+) -> dict[str, Any]:
+    """Scores of a detector on **whole frames** by tiled inference (``tlutils.tiling.detect_tiled``).
+
+    Each record's image is decoded in turn (one frame in memory at a time) and detected tile by tile;
+    ground truth is the records' boxes normalized to their own frames (``ground_truths_for_eval``), so
+    small signs count at their real size whatever the detector's input size.
+
+    Args:
+        model_predict: a detector (its ``predict_on_batch`` is used) or a function ``float32
+            (B, S, S, 3) -> {"class_logits", "box_offsets"}``.
+        records: ``DetectionRecord`` of the frames.
+        anchors: the detector's anchors ``(A, 4)``.
+        label_map: dataset class id -> model class ``1..C``; ``None``: the labels are model classes.
+        tile_size: the detector's input side; ``None``: read from the model's input shape.
+        unmapped: as for ``ground_truths_for_eval`` (``"drop"``: boxes of unmapped classes are left out).
+        **detect_options: ``overlap``, ``scales``, ``score_threshold``, ``iou_threshold``, ``top_k``,
+            ``batch_size``, ``border_margin`` of ``detect_tiled``.
+
+    Returns:
+        ``map50`` (VOC all-points mAP at IoU 0.5), ``coco_map`` (pycocotools AP@[.5:.95] with each
+        frame's pixel size), ``per_class`` (``{model class: AP at 0.5}``) and ``by_size``
+        (``{"small" | "medium" | "large": mAP at 0.5}``, ``map_by_size``; NaN for an empty bucket).
+    """
+    from tlutils.data.pipeline import ground_truths_for_eval
+    from tlutils.data.records import load_image
+    from tlutils.tiling import detect_tiled
+
+    predict = getattr(model_predict, "predict_on_batch", model_predict)
+    if tile_size is None:
+        if not hasattr(model_predict, "input_shape"):
+            raise ValueError("give tile_size (the detector's input side): model_predict is no Keras model")
+        tile_size = int(model_predict.input_shape[1])
+    truths = ground_truths_for_eval(records, label_map, unmapped)
+    detections = [detect_tiled(predict, load_image(record), anchors, tile_size, **detect_options) for record in records]
+    sizes = [(record.width, record.height) for record in records]
+    voc = mean_average_precision(detections, truths, iou_threshold=IOU_THRESHOLD, method="all_points")
+    by_size = map_by_size(detections, truths, sizes, iou_threshold=IOU_THRESHOLD)
+    return {
+        "map50": float(voc["map"]),
+        "coco_map": float(coco_map(detections, truths, image_size=sizes)["map"]),
+        "per_class": voc["per_class"],
+        "by_size": {name: bucket["map"] for name, bucket in by_size.items()},
+    }
 
 
 class _LossSums:
