@@ -1,4 +1,5 @@
-"""The ``tlutils`` command line: ``tlutils data synth``, ``tlutils course``, ``tlutils bench``, ``tlutils sweep``.
+"""The ``tlutils`` command line: ``tlutils data synth``, ``tlutils course``, ``tlutils bench``, ``tlutils sweep``,
+``tlutils pretrain``.
 
 Each sub-command is a thin shell around a library function, imported only when the command runs, so
 ``tlutils --help`` is instant and imports no deep-learning backend.
@@ -43,6 +44,17 @@ def _sweep(args: argparse.Namespace) -> int:
     return sweep_from_cli(args)
 
 
+def _pretrain(args: argparse.Namespace) -> int:
+    from tlutils.pretrain import PretrainConfig, pretrained
+
+    config = PretrainConfig(
+        kind=args.kind, profile=args.profile, data=args.data, seed=args.seed, epochs=args.epochs,
+        num_images=args.num_images, preprocessing=args.preprocessing, l2_regularization=args.l2_regularization,
+    )
+    print(pretrained(config, args.out))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``tlutils`` command."""
     parser = argparse.ArgumentParser(prog="tlutils", description=__doc__.splitlines()[0])
@@ -82,6 +94,25 @@ def build_parser() -> argparse.ArgumentParser:
                        help="L2 factor inside the loss (notebooks 05 and 06 use ssd_keras' 0.0005)")
     sweep.add_argument("--out", default=None, help="results directory (default runs/<profile>)")
     sweep.set_defaults(handler=_sweep)
+
+    pretrain = commands.add_parser("pretrain", help="make a pretrained start (kept in <out>/pretrained/)")
+    kinds = pretrain.add_subparsers(dest="kind", required=True)
+    for kind, what in (("classifier", "a VGG16 sign classifier on sign crops (default: the source country's)"),
+                       ("detector", "a whole detector on other data (default: the sign world's other countries)")):
+        command = kinds.add_parser(kind, help=what)
+        command.add_argument("--profile", default="cpu", choices=["ci", "cpu", "gpu"])
+        command.add_argument("--data", nargs="+", default=None, metavar="SPEC",
+                             help="countries of the sign world (or synth:<country>) or coco:<annotations.json>"
+                                  "[,images=<dir>]")
+        command.add_argument("--out", default=None, help="results directory (default runs/<profile>)")
+        command.add_argument("--seed", type=int, default=0)
+        command.add_argument("--epochs", type=int, default=None, help="default: the profile's source epochs")
+        command.add_argument("--num-images", type=int, default=None,
+                             help="training images in all (default: the profile's source images)")
+        command.add_argument("--preprocessing", default="tf", choices=["caffe", "tf", "none"],
+                             help="must be the detector's (the source stage uses tf for these starts)")
+        command.add_argument("--l2-regularization", type=float, default=0.0)
+        command.set_defaults(handler=_pretrain)
     return parser
 
 

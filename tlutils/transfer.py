@@ -3,7 +3,9 @@
 A strategy answers three questions for a target run (e.g. a detector for German signs when a Belgian
 one exists):
 
-1. **Initialization** -- random (``scratch``), a VGG16 base with ImageNet weights (``imagenet``), or the
+1. **Initialization** -- random (``scratch``), a VGG16 base with ImageNet weights (``imagenet``), the
+   VGG16 base of a sign classifier (``classifier``), a detector pretrained on other data with its
+   classes mapped (``detector``; the two pretrained starts are made by ``tlutils.pretrain``), or the
    source-country detector (every other strategy), copied with ``tlutils.model.transfer_weights``.
    Source and target class sets may differ: ``class_map_for`` matches classes by name (and, where a
    dataset is labelled by superclass, through the shared superclasses); a target class the source
@@ -21,11 +23,18 @@ strategy      initialization  trainable                                    learn
 ============  ==============  ===========================================  =========================
 scratch       random          everything                                   base
 imagenet      VGG16 ImageNet  everything                                   base
+classifier    VGG16 signs     everything                                   base
+detector      pretrained SSD  everything                                   base
 freeze:<p>    source          everything above ``p`` (Yosinski's AnB)      base
 finetune      source          everything (Yosinski's AnB+)                 ``FINETUNE_LR_FACTOR`` x base
 two_stage     source          heads, then everything (Keras guide order)   base, then ``FINETUNE_LR_FACTOR`` x base
 head_only     source          the prediction heads (TFA's few-shot baseline)  base
 ============  ==============  ===========================================  =========================
+
+``scratch``, ``imagenet``, ``classifier`` and ``detector`` are the starts of the source stage (the thesis'
+four starting points: random, ImageNet, a traffic-sign classifier, COCO); ``classifier`` and
+``detector`` need a pretrained file (``prepare(..., pretrained_path=...)``) and fc6/fc7 of
+``classifier`` start fresh (``tlutils.model.classifier``).
 
 ``finetune`` and the second stage of ``two_stage`` use a tenth of the base learning rate: the weights
 already solve a closely related task, and a full-size step would first wreck what transfers (the Keras
@@ -51,7 +60,13 @@ from typing import TYPE_CHECKING, Mapping
 if TYPE_CHECKING:  # keras is imported where a detector is built, not on import of this module
     import keras
 
-STRATEGY_NAMES: tuple[str, ...] = ("scratch", "imagenet", "freeze", "finetune", "two_stage", "head_only")
+    from tlutils.model import TransferReport
+
+STRATEGY_NAMES: tuple[str, ...] = (
+    "scratch", "imagenet", "freeze", "finetune", "two_stage", "head_only", "classifier", "detector",
+)
+#: Starts from a file made by ``tlutils.pretrain`` (source stage only, like scratch and imagenet).
+PRETRAINED_STARTS: frozenset[str] = frozenset({"classifier", "detector"})
 SOURCE_INITIALIZED: frozenset[str] = frozenset({"freeze", "finetune", "two_stage", "head_only"})
 FINETUNE_LR_FACTOR = 0.1  # learning rate of fine-tuning a transferred detector, times the base rate
 TWO_STAGE_HEAD_FRACTION = 0.5  # share of the budget in which two_stage trains only the heads
@@ -104,6 +119,11 @@ class Strategy:
         """Whether the detector starts from a source-country detector."""
         return self.name in SOURCE_INITIALIZED
 
+    @property
+    def uses_pretrained(self) -> bool:
+        """Whether the detector starts from a pretrained file (``classifier``, ``detector``)."""
+        return self.name in PRETRAINED_STARTS
+
     def __str__(self) -> str:
         return f"freeze:{self.freeze_point}" if self.name == "freeze" else self.name
 
@@ -111,7 +131,7 @@ class Strategy:
 def valid_strategies() -> tuple[str, ...]:
     """Every strategy string ``parse_strategy`` accepts, ``freeze:<point>`` spelled out per point."""
     freeze = tuple(f"freeze:{point}" for point in _trainable_freeze_points())
-    return ("scratch", "imagenet", *freeze, "finetune", "two_stage", "head_only")
+    return ("scratch", "imagenet", "classifier", "detector", *freeze, "finetune", "two_stage", "head_only")
 
 
 def freeze_depth_order() -> tuple[str, ...]:
@@ -182,7 +202,7 @@ def training_plan(
             f"steps_per_epoch ({steps_per_epoch}) must be >= 1 and divide total_steps ({total_steps})"
         )
     low = learning_rate * FINETUNE_LR_FACTOR
-    if strategy.name in ("scratch", "imagenet"):
+    if strategy.name in ("scratch", "imagenet", "classifier", "detector"):
         return [Phase("train", total_steps, learning_rate, None)]
     if strategy.name == "freeze":
         return [Phase("train", total_steps, learning_rate, strategy.freeze_point)]
@@ -298,16 +318,19 @@ def prepare(
     backbone_weights: str | None = "imagenet",
     preprocessing: str = "caffe",
     l2_regularization: float = 0.0,
+    pretrained_path: str | os.PathLike | None = None,
 ) -> tuple["keras.Model", list[Phase]]:
     """Build the target detector of ``strategy`` and its training plan.
 
     Args:
         strategy: a ``Strategy`` or its string (``"freeze:block3"``).
         source_model_or_path: the source detector (a model or its ``.keras`` file) for the
-            source-initialized strategies; ignored (may be ``None``) for ``scratch`` and ``imagenet``.
+            source-initialized strategies; ignored (may be ``None``) for the source-stage starts.
         num_classes: object classes of the target (the model predicts ``num_classes + 1``).
         class_map: ``{target_id: source_id or None}`` (see ``class_map_for``); ``None`` lets
-            ``transfer_weights`` copy the heads only when the class counts agree.
+            ``transfer_weights`` copy the heads only when the class counts agree. For ``detector``
+            (required): ``{class of this detector: class of the pretrained one or None}``, e.g.
+            ``tlutils.pretrain.pretrained_class_map(pretrained_path, class_names)``.
         input_size, width: the detector's square input in pixels and channel multiplier (1.0 = SSD300's).
         total_steps: the run's training budget in optimizer steps.
         learning_rate: base learning rate of the plan.
@@ -315,14 +338,16 @@ def prepare(
         backbone_weights: what ``imagenet`` loads: ``"imagenet"`` (downloads, needs internet) or a
             local VGG16 weights file.
         preprocessing, l2_regularization: passed to ``build_ssd_vgg16``.
+        pretrained_path: the ``.keras`` file ``classifier`` and ``detector`` start from
+            (``tlutils.pretrain.pretrained``); ignored by the other strategies.
 
     Returns:
         ``(detector, plan)``: a freshly built detector with the first phase's layers frozen, and its
         list of ``Phase`` s.
 
     Raises:
-        ValueError: unknown strategy, no source detector for a source strategy, bad sizes, ImageNet
-            weights on a width other than 1.0.
+        ValueError: unknown strategy, no source detector for a source strategy, no pretrained file
+            (or class map) for a pretrained start, bad sizes, ImageNet weights on a width other than 1.0.
         RuntimeError: ``imagenet`` without internet access (pass a local weights file instead).
     """
     from tlutils.model import transfer_weights
@@ -332,6 +357,12 @@ def prepare(
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     if strategy.uses_source and source_model_or_path is None:
         raise ValueError(f"strategy {str(strategy)!r} starts from a source detector; pass its model or .keras path")
+    if strategy.uses_pretrained and pretrained_path is None:
+        raise ValueError(f"strategy {str(strategy)!r} starts from a pretrained file; pass pretrained_path (make "
+                         f"it with `tlutils pretrain {strategy.name}` or tlutils.pretrain.pretrained)")
+    if strategy.name == "detector" and class_map is None:
+        raise ValueError("strategy 'detector' maps the pretrained detector's classes onto this detector's: pass "
+                         "class_map, e.g. tlutils.pretrain.pretrained_class_map(pretrained_path, class_names)")
     plan = training_plan(strategy, total_steps, learning_rate, steps_per_epoch=steps_per_epoch)
     detector = _build_detector(strategy, num_classes, input_size, width, backbone_weights, preprocessing,
                                l2_regularization)
@@ -340,8 +371,37 @@ def prepare(
         if not hasattr(source, "layers"):
             source = load_detector(source)
         transfer_weights(source, detector, class_map=class_map)
+    elif strategy.name == "classifier":
+        from tlutils.model import load_classifier_into
+
+        load_classifier_into(detector, pretrained_path)
+    elif strategy.name == "detector":
+        start_from_detector(detector, pretrained_path, class_map)
     apply_phase(detector, plan[0])
     return detector, plan
+
+
+def start_from_detector(detector: "keras.Model", pretrained: "keras.Model | str | os.PathLike",
+                        class_map: Mapping[int, int | None]) -> "TransferReport":
+    """Initialize ``detector`` (in place) with every weight of a pretrained detector, classes mapped.
+
+    The pretrained detector's class rows go to the classes ``class_map`` maps them to
+    (``{class of detector: class of pretrained or None}``); a class mapped to ``None`` keeps its fresh
+    row, as in ``transfer_weights``.
+
+    Raises:
+        ValueError: no such file, another preprocessing, or a layer that does not fit (another width).
+    """
+    from tlutils.model import transfer_weights
+    from tlutils.model.classifier import check_same_preprocessing
+
+    source = pretrained if hasattr(pretrained, "layers") else load_detector(pretrained)
+    check_same_preprocessing(source, detector)
+    report = transfer_weights(source, detector, class_map=class_map)
+    if report.skipped or report.initialized:
+        problems = "; ".join(f"{name}: {reason}" for name, reason in report.skipped + report.initialized)
+        raise ValueError(f"the pretrained detector does not fit this one ({problems}); build it with the same width")
+    return report
 
 
 def _build_detector(
@@ -405,6 +465,7 @@ def epochs_of(plan: list[Phase], steps_per_epoch: int) -> list[Phase]:
 __all__ = [
     "FINETUNE_LR_FACTOR",
     "HEADS_ONLY_FREEZE_POINT",
+    "PRETRAINED_STARTS",
     "Phase",
     "STRATEGY_NAMES",
     "Strategy",
@@ -416,6 +477,7 @@ __all__ = [
     "load_detector",
     "parse_strategy",
     "prepare",
+    "start_from_detector",
     "training_plan",
     "valid_strategies",
 ]

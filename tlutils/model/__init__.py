@@ -5,12 +5,15 @@
 - :data:`FREEZE_POINTS`, :func:`block_of`, :func:`freeze`, :func:`trainable_summary`
   (``tlutils.model.freezing``);
 - :func:`transfer_weights` and its :class:`TransferReport` (``tlutils.model.weight_transfer``).
+- :func:`build_sign_classifier` (VGG16's blocks + a classification head) and
+  :func:`load_classifier_into` (its convs into a detector) (``tlutils.model.classifier``).
 
 Outputs follow the package conventions: class 0 is background, ``class_logits`` has ``C + 1`` values
 per anchor, ``box_offsets`` are encoded ``(cx, cy, w, h)`` offsets, anchors ordered prediction layer
 -> row -> column -> box. Importing this module builds nothing.
 """
 
+from tlutils.model.classifier import build_sign_classifier, load_classifier_into
 from tlutils.model.freezing import FREEZE_POINTS, LAYERS_BY_BLOCK, block_of, freeze, trainable_summary
 from tlutils.model.layers import (
     CONV4_3_NORM_SCALE,
@@ -46,9 +49,11 @@ __all__ = [
     "anchor_config_for",
     "block_of",
     "boxes_per_cell",
+    "build_sign_classifier",
     "build_ssd_vgg16",
     "feature_map_sizes",
     "freeze",
+    "load_classifier_into",
     "load_vgg16_weights",
     "num_classes_of",
     "regularization_loss",

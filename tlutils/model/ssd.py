@@ -143,12 +143,10 @@ def build_ssd_vgg16(
     images = keras.Input(shape=(input_size, input_size, 3), name="image")
     x = ImagePreprocessing(preprocessing, name="preprocessing")(images)
     features: dict[str, Any] = {}
-    for block, convs in enumerate(VGG16_CONVS, start=1):
-        for spec in convs:
-            x = _conv(x, spec, width, regularizer)
+    for block in range(1, len(VGG16_CONVS) + 1):
+        block_output, x = vgg16_block(x, block, width, regularizer)
         if block == 4:  # conv4_3 feeds the first prediction layer through the L2 normalization
-            features["conv4_3_norm"] = L2Normalization(name="conv4_3_norm")(x)
-        x = _pool(block)(x)
+            features["conv4_3_norm"] = L2Normalization(name="conv4_3_norm")(block_output)
     for spec in FC_LAYERS + EXTRA_LAYERS:
         x = _conv(x, spec, width, regularizer)
         features[spec.name] = x
@@ -186,6 +184,20 @@ def _check_arguments(num_classes: Any, input_size: Any, width: Any, backbone_wei
             f"backbone_weights={str(backbone_weights)!r} are VGG16's weights and fit only width=1.0, "
             f"got width={width}; build with width=1.0 or backbone_weights=None"
         )
+
+
+def vgg16_block(x: Any, block: int, width: float, regularizer: Any = None) -> tuple[Any, Any]:
+    """VGG16's block ``block`` (1..5) on ``x``: its convs (``block{block}_conv1`` ...), then its pool.
+
+    The one builder of VGG16's conv blocks: the detector and ``tlutils.pretrain``'s sign classifier
+    share it, so their layers have the same names and shapes and weights copy between them by name.
+
+    Returns:
+        ``(last conv output (B, H, W, C), pooled output)``; SSD's pool5 keeps the size (3x3 stride 1).
+    """
+    for spec in VGG16_CONVS[block - 1]:
+        x = _conv(x, spec, width, regularizer)
+    return x, _pool(block)(x)
 
 
 def _conv(x: Any, spec: ConvSpec, width: float, regularizer: Any) -> Any:
