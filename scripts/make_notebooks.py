@@ -13,6 +13,11 @@ diff of code and prose rather than of notebook JSON:
 
 Notebooks are written clean: no outputs, no execution counts. ``make course`` writes executed copies
 to ``runs/<profile>/notebooks/``.
+
+Where the project lives is said once, by ``Repository`` in pyproject.toml's ``[project.urls]``: this
+script writes it into every setup cell (``REPO_URL``, what Colab clones) and into the "Open in Colab"
+badges of each notebook's title cell and of the README's notebook map (``--check`` checks the README
+too).
 """
 
 from __future__ import annotations
@@ -29,16 +34,96 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ROOT / "scripts" / "notebooks"
 NOTEBOOKS = ROOT / "notebooks"
 
-#: The first code cell of every notebook: on Colab, fetch this project and install it (Colab keeps its
-#: own TensorFlow). Elsewhere it does nothing: install once with ``pip install -e .`` (or ``make``).
-SETUP_CELL = """\
+PYPROJECT = ROOT / "pyproject.toml"
+README = ROOT / "README.md"
+#: The branch that the "Open in Colab" badges open.
+BRANCH = "main"
+#: Where a Colab runtime clones the project.
+COLAB_PROJECT_DIR = "/content/tlutils-course"
+#: The packages Colab pins for its own frontend and accelerators: the setup cell never changes them.
+COLAB_KEEPS = ("tensorflow", "jax", "jaxlib", "keras", "ipykernel", "ipywidgets")
+COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
+#: A link that opens a notebook of this project's GitHub repository in Colab.
+_COLAB_LINK = re.compile(r"https://colab\.research\.google\.com/github/[^)\s]*?/notebooks/(?P<name>[0-9]{2}_\w+)\.ipynb")
+
+
+def repository_url(pyproject: Path = PYPROJECT) -> str:
+    """``Repository`` of pyproject.toml's ``[project.urls]``, without a trailing ``.git`` or ``/``.
+
+    Raises:
+        ValueError: no such entry, or not a ``https://github.com/<owner>/<name>`` URL (Colab opens
+            notebooks from GitHub).
+    """
+    table = re.search(r"^\[project\.urls\]\s*$(?P<body>.*?)(?=^\[|\Z)", pyproject.read_text(encoding="utf-8"),
+                      re.MULTILINE | re.DOTALL)
+    entry = table and re.search(r'^Repository\s*=\s*"(?P<url>[^"]+)"', table["body"], re.MULTILINE)
+    if not entry:
+        raise ValueError(f"{pyproject}: [project.urls] needs Repository = \"https://github.com/<owner>/<name>\"")
+    url = entry["url"].removesuffix(".git").rstrip("/")
+    if not re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", url):
+        raise ValueError(f"{pyproject}: Repository must be https://github.com/<owner>/<name>, got {url!r}")
+    return url
+
+
+def colab_url(notebook: str, repository: str) -> str:
+    """The Colab address of ``notebooks/<notebook>.ipynb`` on :data:`BRANCH` of ``repository``."""
+    return f"https://colab.research.google.com/github/{repository.removeprefix('https://github.com/')}" \
+           f"/blob/{BRANCH}/notebooks/{notebook}.ipynb"
+
+
+def colab_badge(notebook: str, repository: str) -> str:
+    """The Markdown "Open in Colab" badge of a notebook."""
+    return f"[![Open in Colab]({COLAB_BADGE})]({colab_url(notebook, repository)})"
+
+
+def _python_tuple(names: tuple[str, ...]) -> str:
+    """``("a", "b")``: a tuple of strings as this project writes one."""
+    return "(" + ", ".join(f'"{name}"' for name in names) + ")"
+
+
+def setup_cell(repository: str) -> str:
+    """The first code cell of every notebook.
+
+    Everywhere it keeps TensorFlow's C++ INFO lines out (before anything imports TensorFlow). On Colab
+    it clones ``repository`` and installs the project with pip, constrained to the versions of
+    :data:`COLAB_KEEPS` Colab has (so only what Colab lacks is installed, and nothing of Colab's own is
+    upgraded); a failed clone or install raises one error that says what to do. Elsewhere install once
+    with ``pip install -e .`` (or ``make``).
+    """
+    return f"""\
+import os
+import subprocess
 import sys
 
-REPO_URL = "https://github.com/YOUR-ACCOUNT/tlutils-course.git"  # placeholder: where your copy of this project lives
-if "google.colab" in sys.modules:  # on Colab: clone the project and install it (about a minute)
-    !git clone --depth 1 --quiet {REPO_URL} /content/tlutils-course
-    %cd /content/tlutils-course
-    !pip install --quiet -e ."""
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow: no C++ INFO lines (set before it is imported)
+REPO_URL = "{repository}"  # pyproject.toml's [project.urls] Repository
+if "google.colab" in sys.modules:  # on Colab: fetch the project, install only what Colab lacks (about a minute)
+    from importlib.metadata import distributions
+
+    PROJECT, PINS = "{COLAB_PROJECT_DIR}", "/tmp/colab-pins.txt"
+    KEEP = {_python_tuple(COLAB_KEEPS)}  # Colab's own: never upgraded
+    dists = reversed(list(distributions()))  # of two with one name, the first on sys.path (what is imported) wins
+    installed = {{(dist.metadata["Name"] or "").lower(): dist.version for dist in dists}}
+    with open(PINS, "w") as pins:
+        pins.write("\\n".join(f"{{name}}=={{installed[name]}}" for name in KEEP if name in installed))
+    clone = ["git", "clone", "--depth", "1", "--quiet", REPO_URL, PROJECT]
+    install = [sys.executable, "-m", "pip", "install", "--quiet", "-e", PROJECT, "--constraint", PINS]
+    clone_help = ("REPO_URL must be a public GitHub copy of this project (Repository in pyproject.toml sets it "
+                  "for every notebook: python scripts/make_notebooks.py), and the runtime must be online")
+    install_help = (f"pip could not add what Colab lacks while keeping Colab's own packages ({{PINS}}); check that "
+                    "the runtime is online, and after a half-finished install restart the session")
+    for command, what_to_do in ([] if os.path.isdir(PROJECT) else [(clone, clone_help)]) + [(install, install_help)]:
+        done = subprocess.run(command, capture_output=True, text=True, env={{**os.environ, "GIT_TERMINAL_PROMPT": "0"}})
+        if done.returncode:
+            raise RuntimeError(f"{{' '.join(command[:6])}} ... failed:\\n{{done.stderr.strip()[-1500:]}}\\n"
+                               f"What to do: {{what_to_do}}; then run this cell again.")
+    os.chdir(PROJECT)  # the kernel imports tlutils from here, and the notebooks find the project"""
+
+
+#: Where the project lives (:func:`repository_url`).
+REPOSITORY = repository_url()
+#: The first code cell of every notebook (:func:`setup_cell`).
+SETUP_CELL = setup_cell(REPOSITORY)
 
 _MARKER = re.compile(r"^# %%(?: \[(?P<kind>markdown|setup)\])?(?: tags=(?P<tags>\[.*\]))?\s*$")
 
@@ -100,6 +185,10 @@ def build_notebook(source: Path) -> nbformat.NotebookNode:
     }
     for index, cell in enumerate(notebook.cells):
         cell["id"] = f"{source.stem[:2]}-{index:03d}"  # stable ids: no churn between regenerations
+    title = notebook.cells[0]
+    if title.cell_type == "markdown":  # the badge under the title line
+        first, _, rest = title.source.partition("\n")
+        title.source = f"{first}\n\n{colab_badge(source.stem, REPOSITORY)}" + (f"\n{rest}" if rest else "")
     return notebook
 
 
@@ -112,6 +201,20 @@ def notebook_text(notebook: nbformat.NotebookNode) -> str:
 def sources() -> list[Path]:
     """The notebook sources, in course order."""
     return sorted(SOURCES.glob("[0-9][0-9]_*.py"))
+
+
+def readme_text(text: str, repository: str = REPOSITORY) -> str:
+    """``text`` (the README) with every Colab link to a course notebook pointing at ``repository``.
+
+    Raises:
+        ValueError: a notebook with no Colab link in ``text``, or a link to a notebook that does not exist.
+    """
+    names = [source.stem for source in sources()]
+    linked = set(match["name"] for match in _COLAB_LINK.finditer(text))
+    if linked - set(names) or set(names) - linked:
+        raise ValueError(f"README.md: Colab links to unknown notebooks {sorted(linked - set(names))}, "
+                         f"none to {sorted(set(names) - linked)}: give each notebook of the map a badge")
+    return _COLAB_LINK.sub(lambda match: colab_url(match["name"], repository), text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,6 +232,13 @@ def main(argv: list[str] | None = None) -> int:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
             print(f"wrote {target.relative_to(ROOT)}")
+    readme = README.read_text(encoding="utf-8")
+    if readme_text(readme) != readme:
+        if args.check:
+            stale.append(README.relative_to(ROOT))
+        else:
+            README.write_text(readme_text(readme), encoding="utf-8")
+            print(f"wrote the Colab links of {README.relative_to(ROOT)}")
     if stale:
         print("out of date (run python scripts/make_notebooks.py):", *map(str, stale), sep="\n  ")
         return 1

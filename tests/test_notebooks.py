@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import os
 import re
 import sys
+import tomllib
+import types
 from collections import defaultdict
 
 import nbformat
@@ -170,3 +173,50 @@ def test_checked_outputs_are_deterministic_cells(path):
     for cell in _code_cells(_read(path)):
         if "NBVAL_CHECK_OUTPUT" in cell.source:
             assert not NONDETERMINISTIC.search(cell.source), f"a checked cell that trains or times:\n{cell.source}"
+
+
+def test_the_repository_url_is_said_once_in_pyproject_and_written_everywhere():
+    generator = _generator()
+    repository = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
+    assert generator.repository_url() == repository.removesuffix(".git").rstrip("/")
+    for path in NOTEBOOKS:
+        notebook = _read(path)
+        setup = next(cell for cell in notebook.cells if "setup" in _tags(cell))
+        assert f'REPO_URL = "{generator.repository_url()}"' in setup.source, path.name
+        badge = generator.colab_badge(path.stem, generator.repository_url())
+        assert notebook.cells[0].source.splitlines()[2] == badge, f"{path.name}: no Colab badge under the title"
+        assert f"/blob/{generator.BRANCH}/notebooks/{path.name})" in badge
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert generator.readme_text(readme) == readme, "README's Colab links are stale: run scripts/make_notebooks.py"
+    links = set(re.findall(r"\(https://colab\.research\.google\.com/github/[^)]+\)", readme))
+    assert links == {f"({generator.colab_url(path.stem, generator.repository_url())})" for path in NOTEBOOKS}
+
+
+def test_readme_links_follow_another_repository_and_a_missing_badge_is_an_error():
+    generator = _generator()
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    moved = generator.readme_text(readme, "https://github.com/someone/elsewhere")
+    assert "github/someone/elsewhere/blob/main/notebooks/05_transfer_study.ipynb" in moved
+    assert generator.readme_text(moved) == readme
+    without_05 = "\n".join(line for line in readme.splitlines() if "05_transfer_study.ipynb)" not in line)
+    with pytest.raises(ValueError, match="none to \\['05_transfer_study'\\]"):
+        generator.readme_text(without_05)
+
+
+def test_a_failed_clone_on_colab_raises_one_error_that_says_what_to_do(tmp_path, monkeypatch):
+    generator = _generator()
+    cell = generator.setup_cell(str(tmp_path / "no-such-repository")).replace(generator.COLAB_PROJECT_DIR,
+                                                                             str(tmp_path / "project"))
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RuntimeError, match="(?s)git clone .*failed.*What to do: REPO_URL must be a public GitHub"):
+        exec(compile(cell, "setup cell", "exec"), {})
+    assert not (tmp_path / "project").exists()
+
+
+def test_outside_colab_the_setup_cell_only_quiets_tensorflow(monkeypatch):
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    namespace = {}
+    exec(compile(_generator().SETUP_CELL, "setup cell", "exec"), namespace)
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "2" and namespace["REPO_URL"].startswith("https://github.com/")

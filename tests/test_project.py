@@ -40,11 +40,17 @@ def _environment_yml_names() -> tuple[set[str], set[str]]:
     return {_name(c) for c in conda}, {_name(p) for p in pip if not p.startswith("-e")}
 
 
+def _default_extras() -> list[str]:
+    """The extras ``make`` installs: the Makefile's ``EXTRAS ?=`` default."""
+    return re.search(r"^EXTRAS \?= (\S+)$", (REPO_ROOT / "Makefile").read_text(), re.MULTILINE).group(1).split(",")
+
+
 def test_environment_yml_names_the_same_dependencies_as_pyproject():
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     core = {_name(r) for r in project["dependencies"]}
     extras = project["optional-dependencies"]
-    wanted = core | {_name(r) for r in extras["cpu"] + extras["test"]}
+    assert {"cpu", "test", "lab"} <= set(_default_extras()), "make installs TensorFlow, the tests and JupyterLab"
+    wanted = core | {_name(r) for extra in _default_extras() for r in extras[extra]}
     conda, pip = _environment_yml_names()
     conda.discard("python")
     conda.discard("pip")
@@ -60,6 +66,19 @@ def test_lower_bounds_agree():
     text = (REPO_ROOT / "environment.yml").read_text()
     for name, version in pins.items():
         assert re.search(rf"- {re.escape(name)}>={re.escape(version)}\b", text, re.IGNORECASE), name
+
+
+def test_the_readme_set_up_installs_what_make_installs():
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert f'pip install -e ".[{",".join(_default_extras())}]"' in readme
+    assert "make lab" in readme
+
+
+def test_make_lab_opens_the_notebooks_in_jupyterlab_of_the_venv():
+    done = subprocess.run(["make", "-n", "lab"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    command = done.stdout.strip().splitlines()[-1].split()
+    assert command[:2] == [".venv/bin/jupyter", "lab"], done.stdout  # its "python3" kernel is .venv/bin/python
+    assert "--FileContentsManager.preferred_dir=notebooks" in command
 
 
 def test_ci_runs_exactly_the_readme_test_command():
@@ -148,7 +167,47 @@ def test_cli_course_passes_the_check_workers_on(monkeypatch):
     calls = []
     monkeypatch.setattr(tlutils.course, "run_course", lambda **kwargs: calls.append(kwargs) or 0)
     assert main(["course", "--profile", "ci", "--check", "--check-workers", "2"]) == 0
-    assert calls == [{"profile": "ci", "check": True, "only": None, "check_workers": 2}]
+    assert calls == [{"profile": "ci", "check": True, "only": None, "check_workers": 2, "estimate": True}]
+    assert main(["course", "--profile", "thesis", "--no-estimate"]) == 0
+    assert calls[-1]["profile"] == "thesis" and calls[-1]["estimate"] is False
+
+
+def test_streamed_lines_are_whole_lines_with_their_prefix():
+    from tlutils.course import StreamedLines
+
+    lines = []
+    stream = StreamedLines(lines.append, "05| ")
+    stream.write("epoch 1 ")
+    stream.write("loss 3.2\nepoch 2\n12% done\r50% done\r100% done\nhalf")
+    assert lines == ["05| epoch 1 loss 3.2", "05| epoch 2", "05| 100% done"]
+    stream.close()
+    assert lines[-1] == "05| half"
+
+
+@pytest.mark.slow
+def test_the_course_prints_its_plan_and_streams_each_notebook(tmp_path, monkeypatch, capfd):
+    import nbformat
+
+    from tlutils.course import run_course
+
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "tlutils"\n')
+    (tmp_path / "notebooks").mkdir()
+    for name, code in (("01_a", "import os\nprint('log level', os.environ['TF_CPP_MIN_LOG_LEVEL'])"),
+                       ("02_b", "print('first')\nprint('second')")):
+        cells = [nbformat.v4.new_code_cell('PROFILE = "cpu"', metadata={"tags": ["parameters"]}),
+                 nbformat.v4.new_code_cell(code)]
+        notebook = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+        nbformat.write(notebook, tmp_path / "notebooks" / f"{name}.ipynb")
+    monkeypatch.setenv("TLUTILS_ROOT", str(tmp_path))
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    assert run_course("ci", estimate=False) == 0
+    out = capfd.readouterr().out  # the plan comes from a child process
+    assert "plan (ci profile): nothing to train" in out
+    lines = out.splitlines()
+    order = ["[course:ci] 1/2 01_a ...", "01| log level 2", "[course:ci] 2/2 02_b ...", "02| first", "02| second"]
+    assert [line for line in lines if line in order] == order
+    executed = nbformat.read(tmp_path / "runs" / "ci" / "notebooks" / "02_b.ipynb", as_version=4)
+    assert executed.cells[-1].outputs[0]["text"] == "first\nsecond\n"
 
 
 def _checked_notebook(path, printed: str) -> None:

@@ -29,7 +29,15 @@ def _data_synth(args: argparse.Namespace) -> int:
 def _course(args: argparse.Namespace) -> int:
     from tlutils.course import run_course
 
-    return run_course(profile=args.profile, check=args.check, only=args.only, check_workers=args.check_workers)
+    return run_course(profile=args.profile, check=args.check, only=args.only, check_workers=args.check_workers,
+                      estimate=not args.no_estimate)
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from tlutils.plan import main
+
+    return main(["--profile", args.profile, *(["--only", *args.only] if args.only else []),
+                 *(["--no-estimate"] if args.no_estimate else []), *(["--flops"] if args.flops else [])])
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -39,8 +47,11 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from tlutils.experiment import sweep_from_cli
+    from tlutils.experiment import expand_grid, sweep_from_cli
+    from tlutils.experiment.sweeps import cli_grid
+    from tlutils.plan import announce, sweep_plan
 
+    announce(sweep_plan(expand_grid(*cli_grid(args)), args.out), estimate=not args.no_estimate)
     return sweep_from_cli(args)
 
 
@@ -55,8 +66,14 @@ def _pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Help of ``--no-estimate``: the plan is printed either way.
+NO_ESTIMATE_HELP = "print the plan without timing a few training steps here for an estimate"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``tlutils`` command."""
+    from tlutils.profiles import PROFILES
+
     parser = argparse.ArgumentParser(prog="tlutils", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -72,12 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(handler=_data_synth)
 
     course = commands.add_parser("course", help="run every notebook with papermill")
-    course.add_argument("--profile", default="cpu", choices=["ci", "cpu", "gpu"])
+    course.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
     course.add_argument("--check", action="store_true", help="also validate the notebooks with nbval")
     course.add_argument("--check-workers", type=int, default=1,
                         help="processes for the nbval check (pytest-xdist), e.g. 2 on a 2-core machine")
     course.add_argument("--only", nargs="*", default=None, help="notebook numbers to run, e.g. 01 03")
+    course.add_argument("--no-estimate", action="store_true", help=NO_ESTIMATE_HELP)
     course.set_defaults(handler=_course)
+
+    plan = commands.add_parser("plan", help="print the course's runs, steps and images, and how long they take here")
+    plan.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
+    plan.add_argument("--only", nargs="*", default=None, help="notebook numbers, e.g. 04 05")
+    plan.add_argument("--no-estimate", action="store_true", help=NO_ESTIMATE_HELP)
+    plan.add_argument("--flops", action="store_true", help="also estimate on a Colab T4 from counted FLOPs")
+    plan.set_defaults(handler=_plan)
 
     bench = commands.add_parser("bench", help="measure speed; writes runs/bench.json")
     bench.add_argument("--out", default="runs/bench.json")
@@ -85,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(handler=_bench)
 
     sweep = commands.add_parser("sweep", help="run a transfer sweep and append to a results CSV")
-    sweep.add_argument("--profile", default="cpu", choices=["ci", "cpu", "gpu"])
+    sweep.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
     sweep.add_argument("--countries", nargs="*", default=None, help="default: the profile's countries")
     sweep.add_argument("--strategies", nargs="*", default=None)
     sweep.add_argument("--num-target-images", nargs="*", type=int, default=None)
@@ -93,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--l2-regularization", type=float, default=0.0,
                        help="L2 factor inside the loss (notebooks 05 and 06 use ssd_keras' 0.0005)")
     sweep.add_argument("--out", default=None, help="results directory (default runs/<profile>)")
+    sweep.add_argument("--no-estimate", action="store_true", help=NO_ESTIMATE_HELP)
     sweep.set_defaults(handler=_sweep)
 
     pretrain = commands.add_parser("pretrain", help="make a pretrained start (kept in <out>/pretrained/)")

@@ -2,9 +2,10 @@
 
 ``ci`` runs each notebook in seconds (tests), ``cpu`` is sized for the whole course on a 2-core laptop
 (aimed at 20 minutes; measured times per machine in docs/performance.md), ``gpu`` is the paper's
-SSD300 (width 1.0, input 300). Notebooks take ``PROFILE`` as a
-papermill parameter and read the rest from here, so a rerun with another profile changes every knob
-consistently.
+SSD300 (width 1.0, input 300) on a study sized for one Colab T4 session (under an hour, estimated from
+counted FLOPs: :mod:`tlutils.plan`), and ``thesis`` the full study on SSD300 (three countries, three
+sizes, three seeds; about a day on a T4). Notebooks take ``PROFILE`` as a papermill parameter and read
+the rest from here, so a rerun with another profile changes every knob consistently.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ import os
 from dataclasses import dataclass
 
 #: Keras dtype policies a profile may name; "auto" picks one for the machine (:func:`resolve_precision`).
-PRECISIONS = ("float32", "mixed_bfloat16", "auto")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
+#: NVIDIA compute capability from which a GPU has float16 tensor cores: 7.0 (Volta V100; Turing T4 is 7.5).
+FP16_TENSOR_CORES = (7, 0)
+#: NVIDIA compute capability from which a GPU also has bf16 tensor cores: 8.0 (Ampere A100, then Ada L4,
+#: Hopper H100). Between the two, bf16 is emulated and float16 (with loss scaling) is the fast choice.
+BF16_TENSOR_CORES = (8, 0)
 #: Linux CPU flags of bf16 arithmetic units: AVX-512 BF16 (AMD Zen 4, Intel Cooper Lake and later) and
 #: AMX (Intel Sapphire Rapids and later). Without them oneDNN emulates bf16 convolutions, which then
 #: train several times *slower* than float32 (measured in docs/performance.md).
@@ -42,11 +48,11 @@ class Profile:
         countries: target countries of the transfer study, nearest shift first.
         learning_rate: base learning rate (Adam) for training from scratch.
         mixed_precision: Keras dtype policy for training: "float32", "mixed_bfloat16" (bf16 compute,
-            float32 weights; the loss and the detector's outputs stay float32) or "auto" (bf16 where
-            the CPU has bf16 units, see :func:`resolve_precision`). The cpu profile is "auto": native
-            bf16 trains faster to about the same mAP, emulated bf16 is far slower than float32
-            (docs/performance.md, docs/results.md). ``ci`` stays float32 (exact tests), ``gpu`` too
-            until bf16 is measured on a GPU (pre-Ampere GPUs such as a T4 lack bf16).
+            float32 weights; the loss and the detector's outputs stay float32), "mixed_float16" (the
+            same in float16; Keras scales the loss) or "auto" (what the machine computes fastest, see
+            :func:`resolve_precision`). The cpu, gpu and thesis profiles are "auto": native bf16 trains
+            faster to about the same mAP, emulated bf16 is far slower than float32 (docs/performance.md,
+            docs/results.md). ``ci`` stays float32 (exact tests).
         target_epochs: evaluations of a target run: its budget is split into this many "epochs" of
             ``target_steps / target_epochs`` steps (a few-shot set is far smaller than a step count).
     """
@@ -84,11 +90,20 @@ PROFILES: dict[str, Profile] = {
         num_val_images=200, source_epochs=12, target_steps=200, target_sizes=(10, 50),
         seeds=(0,), countries=("germany", "usa"), target_epochs=4, mixed_precision="auto",
     ),
+    # gpu: SSD300 on the cpu profile's study (Germany and the USA, 10 and 50 images, one seed), sized so
+    # that the whole course fits one Colab T4 session: about 42 min estimated from counted FLOPs at an
+    # assumed 15 % of the T4's float16 peak (tlutils.plan.T4; table in docs/performance.md).
     "gpu": Profile(
-        name="gpu", input_size=300, width=1.0, batch_size=32, num_source_images=5000,
+        name="gpu", input_size=300, width=1.0, batch_size=16, num_source_images=1600,
+        num_val_images=100, source_epochs=10, target_steps=150, target_sizes=(10, 50),
+        seeds=(0,), countries=("germany", "usa"), target_epochs=3, mixed_precision="auto",
+    ),
+    # thesis: the full study (three countries, three sizes, three seeds; what `gpu` was before it was
+    # sized for Colab), about a day on a T4 by the same estimate (docs/performance.md).
+    "thesis": Profile(
+        name="thesis", input_size=300, width=1.0, batch_size=32, num_source_images=5000,
         num_val_images=500, source_epochs=40, target_steps=1500, target_sizes=(10, 50, 200),
-        seeds=(0, 1, 2), countries=("germany", "sweden", "usa"), target_epochs=10,
-        # float32: bf16 has been measured on CPUs only, and Colab's T4 has no bf16 units
+        seeds=(0, 1, 2), countries=("germany", "sweden", "usa"), target_epochs=10, mixed_precision="auto",
     ),
 }
 
@@ -107,10 +122,37 @@ def cpu_has_bfloat16(cpuinfo: str | os.PathLike = CPUINFO) -> bool:
     return any(flag in flags for flag in BF16_CPU_FLAGS)
 
 
-def has_accelerator() -> bool:
-    """Whether the Keras backend computes on a GPU (or another accelerator) rather than the CPU.
+@dataclass(frozen=True)
+class Accelerator:
+    """The accelerator the Keras backend trains on.
 
-    Imports Keras (and its backend) only when called.
+    Attributes:
+        platform: ``"gpu"`` or ``"tpu"`` (as JAX names them).
+        name: the device's name, e.g. ``"Tesla T4"``.
+        compute_capability: an NVIDIA GPU's compute capability, e.g. ``(7, 5)``; ``None`` elsewhere.
+    """
+
+    platform: str
+    name: str
+    compute_capability: tuple[int, int] | None = None
+
+
+def _capability(value: object) -> tuple[int, int] | None:
+    """``(major, minor)`` of a compute capability given as ``"7.5"``, ``(7, 5)`` or ``None``."""
+    if value is None:
+        return None
+    parts = str(value).split(".") if isinstance(value, str) else list(value)
+    try:
+        return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+    except (ValueError, IndexError):
+        return None
+
+
+def accelerator() -> Accelerator | None:
+    """The first GPU or TPU the Keras backend computes on, or ``None`` where it computes on the CPU.
+
+    Asks the backend itself (JAX's devices, TensorFlow's GPUs, torch's CUDA device), so a CPU-only build
+    on a machine with a GPU counts as a CPU. Imports Keras (and its backend) only when called.
     """
     import keras
 
@@ -118,27 +160,74 @@ def has_accelerator() -> bool:
     if backend == "jax":
         import jax
 
-        return any(device.platform != "cpu" for device in jax.devices())
+        devices = [device for device in jax.devices() if device.platform != "cpu"]
+        if not devices:
+            return None
+        device = devices[0]
+        return Accelerator(device.platform, str(getattr(device, "device_kind", device.platform)),
+                           _capability(getattr(device, "compute_capability", None)))
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return bool(tf.config.list_physical_devices("GPU"))
+        gpus = tf.config.list_physical_devices("GPU")
+        if not gpus:
+            return None
+        details_of = getattr(getattr(tf.config, "experimental", None), "get_device_details", None)
+        details = details_of(gpus[0]) if details_of else {}
+        return Accelerator("gpu", str(details.get("device_name", "GPU")),
+                           _capability(details.get("compute_capability")))
     if backend == "torch":
         import torch
 
-        return bool(torch.cuda.is_available())
-    return False
+        if not torch.cuda.is_available():
+            return None
+        return Accelerator("gpu", torch.cuda.get_device_name(0), _capability(torch.cuda.get_device_capability(0)))
+    return None
+
+
+def has_accelerator() -> bool:
+    """Whether the Keras backend computes on a GPU (or another accelerator) rather than the CPU.
+
+    Imports Keras (and its backend) only when called.
+    """
+    return accelerator() is not None
+
+
+def accelerator_precision(device: Accelerator) -> str:
+    """The fastest dtype policy of an accelerator: ``mixed_bfloat16`` on a TPU and on NVIDIA GPUs of
+    compute capability 8.0 and later (:data:`BF16_TENSOR_CORES`), ``mixed_float16`` on 7.x (float16 tensor
+    cores without bf16: V100, T4), ``float32`` on older GPUs and on GPUs of unknown kind."""
+    if device.platform == "tpu":
+        return "mixed_bfloat16"
+    capability = device.compute_capability
+    if capability is None:
+        return "float32"
+    if capability >= BF16_TENSOR_CORES:
+        return "mixed_bfloat16"
+    return "mixed_float16" if capability >= FP16_TENSOR_CORES else "float32"
 
 
 def bf16_is_native(cpuinfo: str | os.PathLike = CPUINFO) -> bool:
-    """Whether bf16 arithmetic runs on real units here: an accelerator (:func:`has_accelerator`), or a
-    CPU with bf16 units (:func:`cpu_has_bfloat16`); elsewhere bf16 is emulated, and slower than float32."""
-    return has_accelerator() or cpu_has_bfloat16(cpuinfo)
+    """Whether bf16 arithmetic runs on real units here: an accelerator whose fastest policy is
+    bf16 (:func:`accelerator_precision`), or, computing on the CPU, a CPU with bf16 units
+    (:func:`cpu_has_bfloat16`); elsewhere bf16 is emulated, and slower than float32."""
+    device = accelerator()
+    if device is not None:
+        return accelerator_precision(device) == "mixed_bfloat16"
+    return cpu_has_bfloat16(cpuinfo)
 
 
-def resolve_precision(policy: str, cpuinfo: str | os.PathLike = CPUINFO) -> str:
-    """The Keras dtype policy to train with: ``policy``, or for "auto" ``mixed_bfloat16`` where the CPU
-    has bf16 units (:func:`cpu_has_bfloat16`) and ``float32`` elsewhere.
+#: ``resolve_precision``'s default ``device``: ask the backend (:func:`accelerator`).
+DETECT = "detect"
+
+
+def resolve_precision(policy: str, cpuinfo: str | os.PathLike = CPUINFO,
+                      device: Accelerator | None | str = DETECT) -> str:
+    """The Keras dtype policy to train with: ``policy``, or for "auto" the machine's fastest one.
+
+    "auto": on an accelerator (``device``; by default the backend's, :func:`accelerator`) its
+    :func:`accelerator_precision` (``mixed_float16`` on a T4 or V100, ``mixed_bfloat16`` from Ampere on);
+    on the CPU ``mixed_bfloat16`` where it has bf16 units (:func:`cpu_has_bfloat16`), else ``float32``.
 
     Raises:
         ValueError: ``policy`` is not one of :data:`PRECISIONS`.
@@ -147,6 +236,10 @@ def resolve_precision(policy: str, cpuinfo: str | os.PathLike = CPUINFO) -> str:
         raise ValueError(f"unknown mixed_precision {policy!r}; choose one of {PRECISIONS}")
     if policy != "auto":
         return policy
+    if device == DETECT:
+        device = accelerator()
+    if device is not None:
+        return accelerator_precision(device)
     return "mixed_bfloat16" if cpu_has_bfloat16(cpuinfo) else "float32"
 
 

@@ -87,8 +87,8 @@ def sweep(
     return pd.concat(frames, ignore_index=True) if frames else empty_results()
 
 
-def sweep_from_cli(args: Any) -> int:
-    """``tlutils sweep``: run the sweep the command line names and print its summary; exit code 0."""
+def cli_grid(args: Any) -> tuple[dict[str, list[Any]], RunConfig]:
+    """The grid and base configuration ``tlutils sweep`` names (the profile's where an option is left out)."""
     profile = get_profile(args.profile)
     grid = {
         "country": list(args.countries or profile.countries),
@@ -98,6 +98,13 @@ def sweep_from_cli(args: Any) -> int:
     }
     base = RunConfig(profile=args.profile, num_target_images=grid["num_target_images"][0],
                      l2_regularization=getattr(args, "l2_regularization", 0.0))
+    return grid, base
+
+
+def sweep_from_cli(args: Any) -> int:
+    """``tlutils sweep``: run the sweep the command line names (:func:`cli_grid`) and print its summary;
+    exit code 0."""
+    grid, base = cli_grid(args)
     results = sweep(grid, args.out, base=base)
     with wide_pandas():
         print(summarize(results[results["stage"] == "target"]).to_string(index=False))

@@ -15,8 +15,23 @@ from tlutils.experiment.results import final_epochs, ordered_strategies
 from tlutils.plotting.core import _subplots
 from tlutils.transfer import freeze_depth_order
 
-__all__ = ["plot_freeze_depth", "plot_history", "plot_loss_components", "plot_loss_vs_map", "plot_map_by_shift",
-           "plot_map_vs_images", "plot_training_speed"]
+__all__ = ["METRIC_LABELS", "metric_label", "plot_freeze_depth", "plot_history", "plot_loss_components",
+           "plot_loss_vs_map", "plot_map_by_shift", "plot_map_vs_images", "plot_training_speed"]
+
+#: How figures name the results table's columns.
+METRIC_LABELS = {
+    "val_map50": "val mAP@0.5", "coco_map": "val COCO mAP@[.5:.95]", "loss": "training loss",
+    "val_loss": "val loss", "localization": "localization loss", "confidence": "confidence loss",
+    "val_localization": "val localization loss", "val_confidence": "val confidence loss",
+    "regularization": "L2 regularization", "num_positives": "matched anchors per batch",
+    "images_per_s": "training images / s", "learning_rate": "learning rate", "num_target_images": "target images",
+}
+
+
+def metric_label(column: str) -> str:
+    """The label of a results column in a figure: :data:`METRIC_LABELS`, else the name with spaces."""
+    return METRIC_LABELS.get(column, column.replace("_", " "))
+
 
 def plot_history(results: Any, metrics: Sequence[str] = ("loss", "val_loss", "val_map50"),
                  hue: str | None = "strategy", x: str = "epoch"):
@@ -42,9 +57,9 @@ def plot_history(results: Any, metrics: Sequence[str] = ("loss", "val_loss", "va
     for index, (ax, metric) in enumerate(zip(axes, metrics)):
         sns.lineplot(data=table, x=x, y=metric, hue=hue, hue_order=order, marker="o", errorbar="sd", ax=ax,
                      legend=index == len(metrics) - 1)
-        ax.set_title(metric)
+        ax.set(title=metric_label(metric), ylabel="")
     if hue is not None and len(order) > 0:
-        sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1.0), title=hue)
+        sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1.0), title=metric_label(hue))
     return figure
 
 
@@ -80,7 +95,7 @@ def plot_map_vs_images(summary: Any, metric: str = "val_map50"):
         ax.set_xticks(sizes, [str(size) for size in sizes])
         ax.minorticks_off()
         ax.set(title=f"{country} ({COUNTRY_SHIFT.get(country, '?')} shift)", xlabel="target training images",
-               ylabel=metric)
+               ylabel=metric_label(metric))
     axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), title="strategy")
     return figure
 
@@ -106,7 +121,7 @@ def plot_map_by_shift(summary: Any, num_target_images: int | None = None, metric
         ax.bar(np.arange(len(countries)) + (index - (len(strategies) - 1) / 2) * width, rows[f"{metric}_mean"],
                width, yerr=rows[f"{metric}_std"], capsize=2, label=strategy)
     ax.set_xticks(np.arange(len(countries)), [f"{c}\n({COUNTRY_SHIFT.get(c, '?')})" for c in countries])
-    ax.set(ylabel=metric, title=f"{metric} by country shift, {size} target images")
+    ax.set(ylabel=metric_label(metric), title=f"{metric_label(metric)} by country shift, {size} target images")
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), title="strategy")
     return figure
 
@@ -147,7 +162,8 @@ def plot_loss_vs_map(results: Any):
     for index, (ax, column) in enumerate(zip(axes, ("loss", "val_loss"))):
         sns.scatterplot(data=final, x=column, y="val_map50", hue="strategy", hue_order=order, s=50, ax=ax,
                         legend=index == 1)
-        ax.set(title=f"final {column} vs validation mAP", xlabel=column, ylabel="val_map50")
+        ax.set(title=f"final {metric_label(column)} vs {metric_label('val_map50')}", xlabel=metric_label(column),
+               ylabel=metric_label("val_map50"))
     sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1.0))
     return figure
 
@@ -186,6 +202,6 @@ def plot_freeze_depth(summary: Any, metric: str = "val_map50"):
     if "scratch" in table.index:
         ax.axhline(table.loc["scratch", f"{metric}_mean"], color="grey", linestyle="--", label="scratch")
     ax.set_xticks(range(len(depths)), [label.replace("freeze:", "up to ") for label in depths], rotation=30)
-    ax.set(xlabel="frozen part (shallow -> deep)", ylabel=metric, title="how deep to freeze?")
+    ax.set(xlabel="frozen part (shallow -> deep)", ylabel=metric_label(metric), title="how deep to freeze?")
     ax.legend()
     return figure

@@ -1,0 +1,150 @@
+"""The plan of a course or sweep: runs, steps and images counted exactly, the estimates' arithmetic,
+and a short timing of real steps."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import REPO_ROOT
+from tlutils import plan as planning
+from tlutils.experiment import RunConfig, expand_grid, run_key, source_config
+from tlutils.plan import (FORWARD_SHARE, Plan, PlannedRun, StepTiming, Throughput, course_plan, estimate_seconds,
+                          flops_seconds, format_plan, notebook_parameters, plan_of)
+
+pytestmark = pytest.mark.core
+
+
+def test_a_source_initialized_run_brings_its_source_and_a_repeated_run_counts_once():
+    # ci: the source trains 32 images in batches of 8 = 4 steps an epoch, 2 epochs, evaluated after each on
+    # 16 images; a target run trains 12 steps of min(8, 10 images) and evaluates 12 / (12 // 3) = 3 epochs
+    # plus once before training.
+    base = RunConfig(profile="ci", num_target_images=10)
+    finetune, scratch = base.replace(strategy="finetune"), base.replace(strategy="scratch")
+    plan = plan_of("ci", {"05": [finetune, scratch], "06": [finetune]})
+    source = plan.runs[0]
+    assert [run.key for run in plan.runs] == [run_key(source_config(base)), run_key(finetune), run_key(scratch)]
+    assert [run.notebook for run in plan.runs] == ["05", "05", "05"]
+    assert (source.steps, source.batch_size, source.evaluations, source.val_images) == (8, 8, 2, 16)
+    assert (source.train_images, source.eval_images) == (64, 32)
+    assert [(run.steps, run.train_images, run.evaluations, run.eval_images) for run in plan.runs[1:]] == [
+        (12, 96, 4, 64), (12, 96, 4, 64)]
+    assert plan.totals() == {"runs": 3, "steps": 32, "train_images": 256, "eval_images": 160}
+
+
+def test_few_images_shrink_the_batch_and_two_stage_has_two_phases():
+    (run,) = plan_of("ci", {"x": [RunConfig(profile="ci", num_target_images=5, strategy="two_stage")]}).runs[1:]
+    assert (run.batch_size, run.steps, run.train_images, run.phases) == (5, 12, 60, 2)
+
+
+def test_finished_runs_are_read_back_not_planned():
+    config = RunConfig(profile="ci", num_target_images=10, strategy="finetune")
+    plan = plan_of("ci", {"05": [config]}, done_keys={run_key(source_config(config))})
+    assert [run.done for run in plan.runs] == [True, False]
+    assert plan.totals() == {"runs": 1, "steps": 12, "train_images": 96, "eval_images": 64}
+    assert plan.totals(plan.runs)["runs"] == 2
+    assert "1 runs to train, 1 read back from results.csv" in format_plan(plan)
+    done = plan_of("ci", {"05": [config]}, done_keys={run.key for run in plan.runs})
+    assert format_plan(done) == "plan (ci profile): nothing to train (2 runs read back from results.csv)"
+
+
+def test_the_ci_course_plan_follows_the_notebooks(tmp_path):
+    # Worked by hand from the notebooks' parameters on the ci profile (one country, 10 images, one seed):
+    # 04 the source run (8 steps); 05 five strategies + two freeze depths (12 steps each); 06 its
+    # variants are 05's runs, plus scratch with the other preprocessing and fine-tuning at 10x and 100x the
+    # rate; 07 one Train click of 2 epochs of 12 // 3 = 4 steps.
+    plan = course_plan("ci", results_dir=tmp_path)
+    assert plan.by_notebook() == {
+        "04_source_detector": {"runs": 1, "steps": 8, "train_images": 64, "eval_images": 32},
+        "05_transfer_study": {"runs": 7, "steps": 84, "train_images": 672, "eval_images": 448},
+        "06_loss_curve_diagnosis": {"runs": 3, "steps": 36, "train_images": 288, "eval_images": 192},
+        "07_interactive_explorer": {"runs": 1, "steps": 8, "train_images": 64, "eval_images": 48},
+    }
+    assert plan.totals() == {"runs": 12, "steps": 136, "train_images": 1088, "eval_images": 720}
+
+
+def test_notebook_05s_runs_are_its_grid_and_depth_curve():
+    params = notebook_parameters(REPO_ROOT / "notebooks" / "05_transfer_study.ipynb")
+    plan = course_plan("cpu", [REPO_ROOT / "notebooks" / "05_transfer_study.ipynb"])
+    profile = planning.get_profile("cpu")
+    grid = (len(params["STRATEGIES"]) * len(profile.countries) * len(profile.target_sizes) * len(profile.seeds)
+            + len(params["FREEZE_DEPTHS"]) * len(profile.seeds))
+    sources = [run for run in plan.runs if run.label.startswith("source")]
+    assert len(sources) == 1 and len(plan.runs) == 1 + grid  # the grid and the source run it needs
+    transfers = [index for index, run in enumerate(plan.runs) if run.label.startswith("target")
+                 and "_scratch_" not in run.label]
+    assert transfers[0] - 1 == plan.runs.index(sources[0])  # trained right before the first run that transfers
+    assert {run.steps for run in plan.runs if run not in sources} == {profile.target_steps}
+
+
+def test_parameters_are_read_as_literals(tmp_path):
+    def notebook(source: str):
+        path = tmp_path / "01_x.ipynb"
+        cell = {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": source}
+        path.write_text(json.dumps({"cells": [{"cell_type": "markdown", "metadata": {}, "source": "# x"}, cell]}))
+        return path
+
+    assert notebook_parameters(notebook('PROFILE = "cpu"\nSIZES = [10, 50]\nCOUNTRY = None\n')) == {
+        "PROFILE": "cpu", "SIZES": [10, 50], "COUNTRY": None}
+    with pytest.raises(ValueError, match="SIZES is not a literal"):
+        notebook_parameters(notebook("SIZES = list(range(3))\n"))
+    empty = tmp_path / "02_y.ipynb"
+    empty.write_text(json.dumps({"cells": []}))
+    with pytest.raises(ValueError, match="no cell tagged 'parameters'"):
+        notebook_parameters(empty)
+
+
+def _plan(*runs: PlannedRun) -> Plan:
+    return Plan("ci", runs)
+
+
+def test_the_estimate_from_timed_steps_adds_images_evaluations_and_set_up():
+    runs = (PlannedRun("04", "a", "k1", steps=10, batch_size=8, evaluations=2, val_images=30, phases=1),
+            PlannedRun("05", "b", "k2", steps=5, batch_size=4, evaluations=3, val_images=30, phases=2),
+            PlannedRun("05", "c", "k3", steps=99, batch_size=8, evaluations=9, val_images=30, done=True))
+    timing = StepTiming(batch_size=8, step_seconds=0.4, setup_seconds=6.0, precision="float32", device="CPU")
+    per_image = 0.4 / 8  # 80 + 20 training images, 60 + 90 evaluated at a third of the cost, 3 phases
+    expected = (80 + 20) * per_image + (60 + 90) * per_image * FORWARD_SHARE + 3 * 6.0
+    assert estimate_seconds(_plan(*runs), timing) == pytest.approx(expected)
+    assert expected == pytest.approx(5.0 + 2.5 + 18.0)
+
+
+def test_the_flops_estimate_divides_counted_flops_by_the_assumed_rate():
+    runs = (PlannedRun("04", "a", "k1", steps=100, batch_size=10, evaluations=3, val_images=100),)
+    device = Throughput("test card", peak_tflops=10.0, achieved_fraction=0.5, run_overhead_seconds=20.0)
+    # (1000 training + 300 / 3 evaluated images) x 5 GFLOP at 5 TFLOPS = 1.1 s, + 20 s for the run
+    assert flops_seconds(_plan(*runs), 5e9, device) == pytest.approx(21.1)
+    assert planning.T4.achieved_tflops == pytest.approx(65.0 * 0.15)
+
+
+def test_a_sweep_plan_marks_the_runs_its_results_table_holds(tmp_path):
+    configs = expand_grid({"strategy": ["finetune", "head_only"]}, RunConfig(profile="ci", num_target_images=10))
+    plan = planning.sweep_plan(configs, tmp_path)
+    assert [run.notebook for run in plan.runs] == ["sweep"] * 3 and not any(run.done for run in plan.runs)
+    with pytest.raises(ValueError, match="at least one configuration"):
+        planning.sweep_plan([], tmp_path)
+
+
+@pytest.mark.slow
+def test_timing_a_few_steps_of_the_ci_model():
+    import keras
+
+    if keras.backend.backend() != "tensorflow":  # the same Keras calls; XLA compiling takes 40 s on a CPU
+        pytest.skip("run on the TensorFlow backend only")
+    timing = planning.measure_step("ci", steps=2)
+    assert timing.batch_size == 8 and timing.precision == "float32" and timing.device == "CPU"
+    assert 0 < timing.step_seconds < 60 and timing.setup_seconds >= 0
+
+
+def test_tlutils_sweep_prints_its_plan_before_it_trains(monkeypatch, capsys, tmp_path):
+    import tlutils.experiment
+    from tlutils.cli import main
+
+    monkeypatch.setattr(tlutils.experiment, "sweep_from_cli", lambda args: print("sweeping") or 0)
+    assert main(["sweep", "--profile", "ci", "--strategies", "finetune", "head_only", "--num-target-images", "10",
+                 "--seeds", "0", "--out", str(tmp_path), "--no-estimate"]) == 0
+    out = capsys.readouterr().out
+    # the source run and two target runs of 12 steps, for the profile's one country
+    assert out.index("plan (ci profile): 3 runs to train") < out.index("sweeping")
+    assert "  total      3         32            256           160" in out.splitlines()
