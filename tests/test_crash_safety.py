@@ -27,7 +27,7 @@ from tlutils.experiment.atomic import SIDE_PREFIX
 
 pytestmark = pytest.mark.slow
 
-TARGET = RunConfig(country="germany", strategy="head_only", num_target_images=10, profile="ci")
+TARGET = RunConfig(target_data="germany", strategy="head_only", num_target_images=10, profile="ci")
 TIMING = ("epoch_seconds", "eval_seconds", "images_per_s")
 
 
@@ -209,7 +209,8 @@ def test_the_command_line_reports_a_user_error_in_one_line(tmp_path):
                "--out", str(tmp_path)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1].startswith("error: unknown country 'atlantis'")
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "atlantis" in errors[0], done.stderr
     assert "Traceback" not in done.stderr
     debug = subprocess.run([sys.executable, "-m", "tlutils.cli", "--debug", *command[3:]], capture_output=True,
                            text=True, timeout=300)

@@ -41,7 +41,7 @@ CI = get_profile("ci")
 
 def target(strategy: str) -> RunConfig:
     """A ci target run: germany, 10 images, the ci budget (12 steps in 3 epochs of 4)."""
-    return RunConfig(country="germany", strategy=strategy, num_target_images=10, profile="ci")
+    return RunConfig(target_data="germany", strategy=strategy, num_target_images=10, profile="ci")
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_run_config_normalizes_the_strategy_and_keys_are_stable():
 def test_defaults_follow_the_initial_weights_and_the_stage():
     from tlutils.experiment import resolve
 
-    scratch_source = resolve(RunConfig(stage="source", country="belgium"))
+    scratch_source = resolve(RunConfig(stage="source", source_data="belgium"))
     assert (scratch_source.preprocessing, scratch_source.augmentation) == ("tf", "photometric")
     transfer = RunConfig(strategy="finetune", num_target_images=10)
     assert (resolve(transfer).preprocessing, resolve(transfer).augmentation) == ("tf", "ssd")
@@ -382,7 +382,7 @@ def test_sweep_command_line_names_the_profile_grid_and_the_l2_factor(monkeypatch
                                       "--l2-regularization", "0.0005"])
     assert sweep_from_cli(args) == 0
     profile = get_profile("cpu")
-    assert seen["grid"]["country"] == list(profile.countries)
+    assert seen["grid"]["target_data"] == list(profile.countries)
     assert seen["grid"]["num_target_images"] == list(profile.target_sizes)
     assert seen["grid"]["seed"] == [0, 1, 2]
     assert seen["base"].l2_regularization == 0.0005
@@ -395,7 +395,7 @@ def test_a_mixed_bfloat16_profile_trains_in_bfloat16_and_restores_the_policy(mon
     import tlutils.profiles as profiles
 
     monkeypatch.setitem(profiles.PROFILES, "ci", CI.replace(mixed_precision="mixed_bfloat16"))
-    config = RunConfig(stage="source", country="belgium", profile="ci")
+    config = RunConfig(stage="source", source_data="belgium", profile="ci")
     rows = run(config, tmp_path, data_dir=data_dir, verbose=0, tensorboard=False)
     assert keras.config.dtype_policy().name == "float32"  # the global policy is given back
     assert json.loads((tmp_path / rows["checkpoint"].iloc[-1]).parent.joinpath("config.json").read_text()

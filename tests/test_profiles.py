@@ -51,7 +51,7 @@ def test_auto_trains_in_bf16_only_where_the_cpu_has_bf16_units(cpuinfo):
 
 def test_the_cpu_profile_resolves_auto_for_the_machine_and_keys_runs_by_it(monkeypatch):
     assert get_profile("cpu").mixed_precision == "auto"
-    config = RunConfig(stage="source", country="belgium", profile="cpu")
+    config = RunConfig(stage="source", source_data="belgium", profile="cpu")
     keys = {}
     for has_bf16, policy in ((True, "mixed_bfloat16"), (False, "float32")):
         monkeypatch.setattr(profiles, "cpu_has_bfloat16", lambda *args, has_bf16=has_bf16: has_bf16)

@@ -111,7 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = commands.add_parser("sweep", help="run a transfer sweep and append to a results CSV")
     sweep.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
-    sweep.add_argument("--countries", nargs="*", default=None, help="default: the profile's countries")
+    sweep.add_argument("--target-data", nargs="*", default=None, metavar="SPEC",
+                       help="target data specs: synth:<country> (or a bare country), gtsdb:<folder>, "
+                            "btsd:<file>[,images=<folder>], coco:<file>[,images=<folder>], voc:<folder>, "
+                            "yolo:<folder>[,classes=<file>] (default: the profile's countries)")
+    sweep.add_argument("--countries", nargs="*", default=None, help="sign-world countries (same as --target-data)")
+    sweep.add_argument("--source-data", default=None, metavar="SPEC",
+                       help="what the source detector trains on (default synth:belgium)")
+    sweep.add_argument("--classes", choices=["name", "superclass"], default=None,
+                       help="match classes by name (default) or relabel both datasets to the four superclasses")
     sweep.add_argument("--strategies", nargs="*", default=None)
     sweep.add_argument("--num-target-images", nargs="*", type=int, default=None)
     sweep.add_argument("--seeds", nargs="*", type=int, default=None)

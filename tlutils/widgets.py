@@ -129,7 +129,7 @@ class TransferExplorer:
             raise ValueError(f"train_epochs must be >= 1, got {train_epochs}")
         self.steps_per_epoch = max(1, self.profile.target_steps // self.profile.target_epochs)
         self.train_steps = train_epochs * self.steps_per_epoch
-        self.base = RunConfig(profile=self.profile.name, country=self.country,
+        self.base = RunConfig(profile=self.profile.name, target_data=self.country,
                               num_target_images=min(self.profile.target_sizes), l2_regularization=l2_regularization)
         self.results_dir = Path(results_dir) if results_dir is not None else runs_dir(self.profile.name)
         self.data_dir = data_dir

@@ -50,7 +50,7 @@ RESULTS = runs_dir(PROFILE)  # results.csv and one folder per run
 # get the stored one.
 
 # %%
-config = RunConfig(stage="source", country="belgium", strategy="scratch", profile=PROFILE)
+config = RunConfig(stage="source", source_data="belgium", strategy="scratch", profile=PROFILE)
 print(run_name(config))
 pd.Series(resolve(config).to_dict(), dtype=object).to_frame("value")
 

@@ -61,7 +61,7 @@ RESULTS = runs_dir(PROFILE)
 country = COUNTRY or profile.countries[0]
 size = NUM_TARGET_IMAGES or max(profile.target_sizes)
 seeds = list(SEEDS or profile.seeds)
-base = RunConfig(profile=PROFILE, country=country, num_target_images=size, l2_regularization=L2_REGULARIZATION)
+base = RunConfig(profile=PROFILE, target_data=country, num_target_images=size, l2_regularization=L2_REGULARIZATION)
 variants = sweep({"strategy": VARIANTS, "seed": seeds}, base=base)
 print(f"{variants['run_key'].nunique()} runs: {country}, {size} target images, L2 {L2_REGULARIZATION}")
 

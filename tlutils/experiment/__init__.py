@@ -5,8 +5,10 @@
 1. **Configuration** (:mod:`~tlutils.experiment.config`) -- a short :class:`RunConfig`;
    :func:`resolve` (:mod:`~tlutils.experiment.resolved`) fills in the profile's defaults **once** and
    the resolved run is handed down; its ``key`` is a stable hash of it.
-2. **Data** (:mod:`~tlutils.experiment.run_data`) -- the sign world of the run's country, rendered
-   once; a target run trains on a stratified, nested subset of ``num_target_images`` images.
+2. **Data** (:mod:`~tlutils.experiment.datasets`, :mod:`~tlutils.experiment.run_data`) -- any data
+   spec (``synth:germany``, ``gtsdb:<folder>``, ``coco:<file>``, ...): the sign world rendered once,
+   real data loaded and split once; a target run trains on a stratified, nested subset of
+   ``num_target_images`` images; real frames are trained on as crops and evaluated tiled.
 3. **Source detector** -- a source-initialized target run first runs (or finds) the source-stage run
    of the same profile (``source_config``); its ``detector.keras`` is the source.
 4. **Training** (:mod:`~tlutils.experiment.runner`) -- ``tlutils.transfer.prepare`` builds the
@@ -37,7 +39,8 @@ from tlutils.experiment.config import (
     DEFAULT_STRATEGIES,
     OPTIMIZERS,
     SCHEDULES,
-    SOURCE_COUNTRY,
+    CLASS_MODES,
+    SOURCE_DATA,
     STAGES,
     RunConfig,
     default_augmentation,
@@ -68,7 +71,8 @@ __all__ = [
     "ResolvedRun",
     "RunConfig",
     "SCHEDULES",
-    "SOURCE_COUNTRY",
+    "SOURCE_DATA",
+    "CLASS_MODES",
     "STAGES",
     "WORLD_SEEDS",
     "default_augmentation",

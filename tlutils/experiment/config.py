@@ -13,7 +13,11 @@ from typing import Any, Sequence
 from tlutils.profiles import get_profile
 from tlutils.transfer import parse_strategy
 
-SOURCE_COUNTRY = "belgium"
+#: The source data of the course: the sign world's Belgium (a data spec, ``tlutils.data.specs``).
+SOURCE_DATA = "synth:belgium"
+#: How target classes meet source classes: by (synonym-aware) name, or all relabelled to the four
+#: superclasses (prohibitory, danger, mandatory, other) as most GTSDB theses do (``tlutils.data.classes``).
+CLASS_MODES = ("name", "superclass")
 STAGES = ("source", "target")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "step", "cosine")
@@ -35,14 +39,22 @@ class RunConfig:
     """One experiment: which detector is trained on what, how, for how long.
 
     ``None`` fields take their value from the profile (see ``resolve``), so a configuration stays
-    short: ``RunConfig(country="germany", strategy="finetune", num_target_images=50)``.
+    short: ``RunConfig(target_data="germany", strategy="finetune", num_target_images=50)``.
 
     Attributes:
         stage: ``"source"`` (train the source-country detector) or ``"target"`` (transfer it).
-        country: the country trained and evaluated on (``tlutils.data.synth.COUNTRIES``).
+        target_data: what a target run trains and is evaluated on: a data spec (``tlutils.data.specs``)
+            such as ``"synth:germany"`` (a bare country name means the same), ``"gtsdb:<folder>"``,
+            ``"coco:<annotations.json>"``; stored in its canonical spelling.
+        source_data: what the source stage trains on (and a target run's source detector was trained
+            on): a data spec, default :data:`SOURCE_DATA`.
+        classes: :data:`CLASS_MODES`: match target to source classes by name (default) or relabel
+            both to the four superclasses.
         strategy: a transfer strategy (``tlutils.transfer``), stored in its canonical spelling:
             ``"scratch"``, ``"imagenet"``, ``"freeze:block3"``, ``"finetune"``, ``"two_stage"``,
-            ``"head_only"``. The source stage takes ``scratch`` or ``imagenet``.
+            ``"head_only"``. The source stage takes ``scratch``, ``imagenet``, ``classifier`` (VGG16
+            from a traffic-sign classifier) or ``detector`` (a detector pretrained on other data),
+            see ``tlutils.pretrain``.
         num_target_images: training images of a target run (required there); for the source stage
             ``None`` means the profile's ``num_source_images``.
         seed: seed of the initialization, the subset, the batch order and the augmentation.
@@ -61,12 +73,12 @@ class RunConfig:
             ``None``: what the initial weights expect (:func:`default_preprocessing`).
         augmentation: training augmentation, one of :data:`AUGMENTATIONS`; ``None``: see
             :func:`default_augmentation`.
-        source_country, source_strategy, source_seed: the source run a target run starts from.
+        source_strategy, source_seed: the source run a target run starts from.
         backbone_weights: what ``imagenet`` loads: ``"imagenet"`` (download) or a VGG16 weights file.
     """
 
     stage: str = "target"
-    country: str = "germany"
+    target_data: str = "synth:germany"
     strategy: str = "scratch"
     num_target_images: int | None = None
     seed: int = 0
@@ -79,14 +91,20 @@ class RunConfig:
     l2_regularization: float = 0.0
     preprocessing: str | None = None
     augmentation: str | None = None
-    source_country: str = SOURCE_COUNTRY
+    source_data: str = SOURCE_DATA
+    classes: str = "name"
     source_strategy: str = "scratch"
     source_seed: int = 0
     backbone_weights: str | None = "imagenet"
 
     def __post_init__(self) -> None:
+        from tlutils.data.specs import parse_spec
+
         strategy = parse_strategy(self.strategy)
         object.__setattr__(self, "strategy", str(strategy))
+        for name in ("target_data", "source_data"):
+            object.__setattr__(self, name, _canonical_spec(name, getattr(self, name), parse_spec))
+        _check_choice("classes", self.classes, CLASS_MODES)
         _check_choice("stage", self.stage, STAGES)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("schedule", self.schedule, SCHEDULES)
@@ -96,9 +114,14 @@ class RunConfig:
             _check_choice("preprocessing", self.preprocessing, PREPROCESSING_CHOICES)
         get_profile(self.profile)
         if self.stage == "source" and strategy.uses_source:
-            raise ValueError(f"the source stage trains from scratch or imagenet, not {self.strategy!r}")
+            raise ValueError(f"the source stage starts from scratch, imagenet, classifier or detector, not "
+                             f"{self.strategy!r}")
+        if self.stage == "target" and strategy.uses_pretrained:
+            raise ValueError(f"{self.strategy!r} is a start of the source stage (stage='source'); a target run "
+                             f"starts from its source detector or from scratch")
         if parse_strategy(self.source_strategy).uses_source:
-            raise ValueError(f"source_strategy must be 'scratch' or 'imagenet', got {self.source_strategy!r}")
+            raise ValueError(f"source_strategy must be a source-stage start (scratch, imagenet, classifier, "
+                             f"detector), got {self.source_strategy!r}")
         if self.stage == "target" and self.num_target_images is None:
             raise ValueError("a target run needs num_target_images (its number of training images)")
         for name in ("num_target_images", "total_steps", "steps_per_epoch"):
@@ -109,6 +132,11 @@ class RunConfig:
             raise ValueError(f"learning_rate must be a finite number > 0 or None, got {self.learning_rate!r}")
         if not 0 <= self.l2_regularization < float("inf"):
             raise ValueError(f"l2_regularization must be a finite number >= 0, got {self.l2_regularization!r}")
+
+    @property
+    def data(self) -> str:
+        """The data this run trains on: ``source_data`` for the source stage, else ``target_data``."""
+        return self.source_data if self.stage == "source" else self.target_data
 
     @property
     def uses_source(self) -> bool:
@@ -125,6 +153,17 @@ def _check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
 
 
+def _canonical_spec(name: str, value: Any, parse: Any) -> str:
+    """The canonical spelling of a data spec (``synth:germany`` for ``"Germany"``), or ValueError."""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a data spec string such as 'synth:germany' or 'gtsdb:<folder>', "
+                         f"got {value!r}")
+    try:
+        return str(parse(value))
+    except ValueError as error:
+        raise ValueError(f"{name}: {error}") from None
+
+
 def _check_positive_int(name: str, value: Any) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
@@ -133,8 +172,8 @@ def _check_positive_int(name: str, value: Any) -> None:
 def source_config(config: RunConfig) -> RunConfig:
     """The source-stage run a target run starts from (shared by all target runs of the profile)."""
     return RunConfig(
-        stage="source", country=config.source_country, strategy=config.source_strategy,
-        num_target_images=None, seed=config.source_seed, profile=config.profile,
+        stage="source", source_data=config.source_data, strategy=config.source_strategy,
+        num_target_images=None, seed=config.source_seed, profile=config.profile, classes=config.classes,
         preprocessing=config.preprocessing, backbone_weights=config.backbone_weights,
     )
 

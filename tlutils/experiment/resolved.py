@@ -30,17 +30,25 @@ class ResolvedRun:
     ``source_*`` fields only for a source-initialized target run) plus the sizes the profile gives.
 
     Attributes:
+        data: the data spec the run trains on (``RunConfig.data``), canonical.
+        data_fingerprint, data_split: what that data holds and how it was split
+            (``tlutils.experiment.datasets.DataInfo``): results of two datasets never share a key.
         batch_size: training and evaluation batch size (never more than the training images).
         pool_size: rendered training images of the country (a target subset is drawn from them).
         input_size, width: the detector's square input in pixels and channel multiplier.
         num_val_images: validation images of the country.
         mixed_precision: the Keras dtype policy training runs under ("auto" resolved for this machine).
         source_run_key: the key of the source run a target run starts from, else ``None``.
+        pretrained_key: the key of the pretrained file a ``classifier`` / ``detector`` start loads
+            (:func:`pretrain_config`), else ``None``.
         config: the configuration this was resolved from (not part of the key).
     """
 
     stage: str
-    country: str
+    data: str
+    data_fingerprint: str
+    data_split: str
+    classes: str
     strategy: str
     num_target_images: int
     seed: int
@@ -53,7 +61,7 @@ class ResolvedRun:
     l2_regularization: float
     preprocessing: str
     augmentation: str
-    source_country: str | None
+    source_data: str | None
     source_strategy: str | None
     source_seed: int | None
     backbone_weights: str | None
@@ -64,6 +72,7 @@ class ResolvedRun:
     num_val_images: int
     mixed_precision: str
     source_run_key: str | None
+    pretrained_key: str | None
     world_seeds: dict[str, int] = field(default_factory=lambda: dict(WORLD_SEEDS))
     runner_version: int = RUNNER_VERSION
     config: RunConfig | None = field(default=None, compare=False, repr=False)
@@ -81,10 +90,17 @@ class ResolvedRun:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
     @property
+    def country(self) -> str:
+        """A short name of the data (the ``country`` column): the sign-world country, or ``<format>-<folder>``."""
+        from tlutils.experiment.datasets import label
+
+        return label(self.data)
+
+    @property
     def name(self) -> str:
         """Folder name of the run: a readable prefix and the key, ``target_germany_freeze-block3_n50_s0_<key>``."""
-        label = re.sub(r"[^A-Za-z0-9_-]+", "-", self.strategy)
-        return f"{self.stage}_{self.country}_{label}_n{self.num_target_images}_s{self.seed}_{self.key}"
+        prefix = re.sub(r"[^A-Za-z0-9_-]+", "-", f"{self.stage}_{self.country}_{self.strategy}")
+        return f"{prefix}_n{self.num_target_images}_s{self.seed}_{self.key}"
 
     @property
     def uses_source(self) -> bool:
@@ -95,14 +111,16 @@ class ResolvedRun:
 def resolve(config: RunConfig) -> ResolvedRun:
     """Every knob of ``config`` with the profile's defaults filled in: what a run really does.
 
+    Real data is loaded here (once per spec, see ``tlutils.experiment.datasets``) to size and fingerprint it.
+
     Raises:
-        ValueError: a budget that is not a whole number of epochs, or an unknown country.
+        ValueError: a budget that is not a whole number of epochs, more target images than the data's
+            train split holds, or data that cannot be loaded.
     """
-    _check_country(config.country)
-    _check_country(config.source_country)
     profile = get_profile(config.profile)
     source = config.stage == "source"
-    num_images = config.num_target_images or profile.num_source_images
+    info = _data_info(config, profile)
+    num_images = config.num_target_images or info.pool_size
     batch_size = min(profile.batch_size, num_images)
     if source:
         steps_per_epoch = config.steps_per_epoch or max(1, num_images // batch_size)
@@ -114,32 +132,60 @@ def resolve(config: RunConfig) -> ResolvedRun:
         raise ValueError(
             f"total_steps ({total_steps}) must be a whole number of epochs of steps_per_epoch ({steps_per_epoch})"
         )
+    if num_images > info.pool_size:
+        raise ValueError(f"{config.data}: {num_images} training images asked for, its train split has "
+                         f"{info.pool_size}")
     uses_source = config.uses_source
     return ResolvedRun(
-        stage=config.stage, country=config.country, strategy=config.strategy, num_target_images=num_images,
+        stage=config.stage, data=config.data, data_fingerprint=info.fingerprint, data_split=info.split,
+        classes=config.classes, strategy=config.strategy, num_target_images=num_images,
         seed=config.seed, profile=config.profile, optimizer=config.optimizer,
         learning_rate=config.learning_rate or profile.learning_rate, schedule=config.schedule,
         total_steps=total_steps, steps_per_epoch=steps_per_epoch, l2_regularization=config.l2_regularization,
         preprocessing=config.preprocessing or default_preprocessing(config),
         augmentation=config.augmentation or default_augmentation(config),
-        source_country=config.source_country if uses_source else None,
+        source_data=config.source_data if uses_source else None,
         source_strategy=config.source_strategy if uses_source else None,
         source_seed=config.source_seed if uses_source else None,
         backbone_weights=str(config.backbone_weights) if config.strategy == "imagenet" else None,
-        batch_size=batch_size, pool_size=num_images if source else max(num_images, *profile.target_sizes),
-        input_size=profile.input_size, width=profile.width, num_val_images=profile.num_val_images,
+        batch_size=batch_size, pool_size=info.pool_size,
+        input_size=profile.input_size, width=profile.width, num_val_images=info.num_val_images,
         mixed_precision=resolve_precision(profile.mixed_precision),
         # a source-initialized run depends on everything its source run did
         source_run_key=resolve(source_config(config)).key if uses_source else None,
+        pretrained_key=pretrain.key if (pretrain := pretrain_config(config)) is not None else None,
         config=config,
     )
 
 
-def _check_country(country: str) -> None:
-    from tlutils.data.synth import COUNTRIES
+def pretrain_config(config: RunConfig) -> Any:
+    """The ``tlutils.pretrain.PretrainConfig`` of a source run starting from ``classifier`` or ``detector``
+    (else ``None``): the profile's budget, seed 0 (one published checkpoint for every source seed), the
+    run's preprocessing. The classifier learns the source data's signs; the detector the sign world's
+    other countries (the COCO stand-in)."""
+    from tlutils.data.specs import parse_spec
+    from tlutils.pretrain import PretrainConfig
 
-    if country not in COUNTRIES:
-        raise ValueError(f"unknown country {country!r}; choose one of {sorted(COUNTRIES)}")
+    if config.stage != "source" or config.strategy not in ("classifier", "detector"):
+        return None
+    source = parse_spec(config.source_data)
+    synth = source.format == "synth"
+    data = None if synth or config.strategy == "detector" else (config.source_data,)
+    return PretrainConfig(kind=config.strategy, profile=config.profile, data=data,
+                          source_country=source.path if synth else "belgium",
+                          preprocessing=config.preprocessing or default_preprocessing(config))
+
+
+def _data_info(config: RunConfig, profile: Any) -> Any:
+    """The :class:`~tlutils.experiment.datasets.DataInfo` of the run's data: the sign world is rendered
+    to the profile's sizes (a target pool large enough for every study size), real data is what it is."""
+    from tlutils.experiment.datasets import is_synth, real_info, synth_info
+
+    if not is_synth(config.data):
+        return real_info(config.data, config.classes, profile.num_val_images)
+    if config.stage == "source":
+        return synth_info(config.num_target_images or profile.num_source_images, profile.num_val_images)
+    return synth_info(max(config.num_target_images, *profile.target_sizes), profile.num_val_images)
 
 
 def run_key(config: RunConfig | ResolvedRun) -> str:

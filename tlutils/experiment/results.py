@@ -18,11 +18,13 @@ if TYPE_CHECKING:
 
 #: Configuration columns besides stage, country, images, strategy and learning rate that make two runs
 #: different experiments (not seeds of one); :func:`summarize` never averages across them.
-COMPARABILITY_COLUMNS = ("profile", "optimizer", "schedule", "l2_regularization", "preprocessing", "total_steps")
+COMPARABILITY_COLUMNS = ("data", "data_fingerprint", "classes", "profile", "optimizer", "schedule",
+                         "l2_regularization", "preprocessing", "total_steps")
 
 #: Columns of the results table, in order; one row per run and epoch.
 RESULT_COLUMNS: tuple[str, ...] = (
-    "run_key", "stage", "country", "strategy", "num_target_images", "seed", "profile",
+    "run_key", "stage", "country", "data", "data_fingerprint", "classes", "strategy", "num_target_images", "seed",
+    "profile",
     "optimizer", "learning_rate", "schedule", "l2_regularization", "preprocessing", "total_steps",
     "epoch", "step", "phase", "phase_learning_rate",
     "loss", "localization", "confidence", "regularization", "num_positives",
@@ -31,8 +33,9 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "source_run_key", "checkpoint",
 )
 #: Columns copied from the resolved run into every row.
-CONFIG_COLUMNS = ("stage", "country", "strategy", "num_target_images", "seed", "profile", "optimizer",
-                  "learning_rate", "schedule", "l2_regularization", "preprocessing", "total_steps")
+CONFIG_COLUMNS = ("stage", "country", "data", "data_fingerprint", "classes", "strategy", "num_target_images", "seed",
+                  "profile", "optimizer", "learning_rate", "schedule", "l2_regularization", "preprocessing",
+                  "total_steps")
 
 
 def empty_results() -> "pd.DataFrame":
@@ -52,7 +55,8 @@ def load_results(path: str | os.PathLike) -> "pd.DataFrame":
     file). Anything else -- a row cut short or run together with the next by a crash, a run with
     missing epochs, a repeated epoch -- is left out with a warning naming the runs; the runner then
     trains (or resumes) them again. A table written before the strategy became one column
-    (``strategy="freeze"`` plus ``freeze_point``) is read into the one-column form.
+    (``strategy="freeze"`` plus ``freeze_point``) is read into the one-column form, and one written
+    before data specs gets ``data = "synth:<country>"``.
 
     Raises:
         ValueError: the file is not a tlutils results table.
@@ -71,6 +75,10 @@ def load_results(path: str | os.PathLike) -> "pd.DataFrame":
         table["strategy"] = [f"freeze:{point}" if name == "freeze" and isinstance(point, str) else name
                              for name, point in zip(table["strategy"], table["freeze_point"])]
         table = table.drop(columns="freeze_point")
+    if "data" not in table.columns and "country" in table.columns:  # written before data specs: the sign world
+        table["data"] = "synth:" + table["country"].astype(str)
+        table["data_fingerprint"] = None
+        table["classes"] = "name"
     missing = [column for column in RESULT_COLUMNS if column not in table.columns]
     if missing:
         raise ValueError(f"{path}: not a tlutils results table, columns {missing} are missing")

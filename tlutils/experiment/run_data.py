@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tlutils.data.synth import synth_dataset
+from tlutils.experiment.datasets import is_synth, load_split
 from tlutils.experiment.resolved import ResolvedRun
 
 if TYPE_CHECKING:
@@ -57,23 +57,60 @@ def step_dataset(sequence: "DetectionSequence", steps_per_epoch: int) -> Any:
     return StepDataset()
 
 
+#: Training crops per frame of real data (``tlutils.tiling.crop_samples``): around signs, then background.
+REAL_POSITIVE_CROPS = 4
+REAL_BACKGROUND_CROPS = 2
+#: Scale jitter of those crops for the "ssd" augmentation: windows of 1-2x the input side, shrunk to it,
+#: as the tiles of scale 0.5 that evaluation also uses (the other augmentations crop at scale 1).
+REAL_SCALE_JITTER = (0.5, 1.0)
+#: Tiled evaluation of real frames: a tile at native resolution and one at half, sharing this share of
+#: the input side, so a sign up to that many pixels lies whole in a native tile and one up to twice that
+#: in a half-scale tile (64 pixels at the cpu profile's 160: GTSDB's signs are 16-128; tlutils.tiling).
+REAL_TILE_SCALES = (1.0, 0.5)
+REAL_TILE_OVERLAP_SHARE = 0.4
+
+
 @dataclass
 class RunData:
-    """Everything a run reads: training batches, validation batches and truths, anchors, classes."""
+    """Everything a run reads: training batches, what it is evaluated on, anchors, classes.
+
+    ``evaluate(model, final, losses)`` scores a detector on the validation set: for the sign world one
+    pass over the rendered val images (``tlutils.evaluation.evaluate_detector``) every epoch; for real
+    data the losses come from fixed validation crops every epoch, and mAP from tiled inference on the
+    whole val frames (``tlutils.evaluation.evaluate_tiled``, small signs at their real size) at epoch
+    0 and the last epoch only -- it costs seconds per frame on a CPU -- and is NaN in between.
+    """
 
     train: Any  # the PyDataset fit reads
     steps: StepBatches
     val: "DetectionSequence"
     val_truths: list[dict[str, np.ndarray]]
     anchors: np.ndarray
+    label_map: dict[int, int]  # dataset id -> model class
     class_names: dict[int, str]  # model class -> name
-    superclasses: dict[str, str]  # class name -> superclass
     num_train_images: int
+    val_frames: "DetectionDataset | None" = None  # real data: the whole val frames
+
+    def evaluate(self, model: Any, final: bool, losses: bool = True) -> dict[str, float]:
+        """``map50`` (see above), with ``final`` also ``coco_map``, with ``losses`` the val loss terms."""
+        from tlutils.evaluation import evaluate_detector, evaluate_tiled
+
+        if self.val_frames is None:
+            return evaluate_detector(model, self.val, self.val_truths, self.anchors, coco=final, losses=losses)
+        scores = evaluate_detector(model, self.val, self.val_truths, self.anchors, losses=losses)
+        scores.update(map50=float("nan"))
+        if not final:
+            return scores
+        frames = evaluate_tiled(model, list(self.val_frames), self.anchors, self.label_map,
+                                tile_size=self.val.input_size, scales=REAL_TILE_SCALES,
+                                overlap=round(REAL_TILE_OVERLAP_SHARE * self.val.input_size))
+        scores.update(map50=frames["map50"], coco_map=frames["coco_map"])
+        return scores
 
 
 def training_pool(resolved: ResolvedRun, data_dir: Path | None) -> "DetectionDataset":
-    """The rendered training images of the run's country (a target run draws its subset from them)."""
-    return synth_dataset(resolved.country, "train", resolved.pool_size, resolved.input_size, data_dir)
+    """The training images of the run's data (a target run draws its subset from them)."""
+    return load_split(resolved.data, "train", resolved.classes, resolved.pool_size, resolved.input_size, data_dir)
 
 
 def build_data(resolved: ResolvedRun, detector: "keras.Model", pool: "DetectionDataset",
@@ -81,29 +118,41 @@ def build_data(resolved: ResolvedRun, detector: "keras.Model", pool: "DetectionD
     """Training batches and validation set of a run, for ``detector``'s anchors.
 
     ``pool`` is :func:`training_pool`'s set: the source stage trains on all of it, a target run on a
-    stratified, nested subset of ``num_target_images`` images drawn with the run's seed.
+    stratified, nested subset of ``num_target_images`` images drawn with the run's seed. Real frames
+    are trained on as crops at native resolution (``tlutils.tiling.crop_samples``) made once per run.
     """
     from tlutils.anchors import generate_anchors
     from tlutils.data import subset
     from tlutils.data.pipeline import DetectionSequence, ground_truths_for_eval
     from tlutils.model import anchor_config_for
 
-    size = resolved.input_size
+    size, synth = resolved.input_size, is_synth(resolved.data)
     train_set = pool if resolved.stage == "source" else subset(pool, resolved.num_target_images, resolved.seed)
-    val_set = synth_dataset(resolved.country, "val", resolved.num_val_images, size, data_dir)
-    label_map, class_names, superclasses = label_maps(pool)
+    val_set = load_split(resolved.data, "val", resolved.classes, resolved.num_val_images, size, data_dir)
+    label_map, class_names, _ = label_maps(pool)
     anchors = np.asarray(generate_anchors(anchor_config_for(detector)), dtype=np.float32)
-    train = DetectionSequence(
-        train_set, anchors, label_map, batch_size=resolved.batch_size,
-        augmenter=augmenter(resolved.augmentation, size), seed=resolved.seed, drop_remainder=True,
-    )
-    val = DetectionSequence(val_set, anchors, label_map, batch_size=resolved.batch_size, input_size=size,
+    if synth:
+        train_data, train_augmenter, val_data = train_set, augmenter(resolved.augmentation, size), val_set
+    else:
+        train_data = _crops(train_set, size, resolved.seed, resolved.augmentation)
+        train_augmenter = augmenter("photometric" if resolved.augmentation != "none" else "none", size)
+        val_data = _crops(val_set, size, 0, "none")
+    train = DetectionSequence(train_data, anchors, label_map, batch_size=resolved.batch_size,
+                              augmenter=train_augmenter, seed=resolved.seed, drop_remainder=True)
+    val = DetectionSequence(val_data, anchors, label_map, batch_size=resolved.batch_size, input_size=size,
                             shuffle=False)
     dataset = step_dataset(train, resolved.steps_per_epoch)
-    return RunData(dataset, dataset.steps, val, ground_truths_for_eval(val), anchors, class_names, superclasses,
-                   len(train_set))
+    return RunData(dataset, dataset.steps, val, ground_truths_for_eval(val), anchors, label_map, class_names,
+                   len(train_set), None if synth else val_set)
 
 
+def _crops(frames: "DetectionDataset", size: int, seed: int, augmentation: str) -> list[Any]:
+    """Crops of real frames at the input size (see :data:`REAL_POSITIVE_CROPS`)."""
+    from tlutils.tiling import crop_samples
+
+    jitter = REAL_SCALE_JITTER if augmentation == "ssd" else (1.0, 1.0)
+    return crop_samples(frames, size, seed=seed, num_positive=REAL_POSITIVE_CROPS,
+                        num_background=REAL_BACKGROUND_CROPS, scale_jitter=jitter)
 def augmenter(augmentation: str, size: int) -> Any:
     """The ``Augmenter`` of one of ``AUGMENTATIONS`` for a ``size`` x ``size`` input."""
     from tlutils.data.augment import TRAFFIC_SIGN_MAX_ZOOM, Augmenter

@@ -108,21 +108,27 @@ class Training:
         import keras
 
         from tlutils.training import SSDTrainer
-        from tlutils.transfer import class_map_for, load_detector, prepare
+        from tlutils.data.classes import match_classes
+        from tlutils.transfer import load_detector, prepare
 
         self.resolved, self.results_dir = resolved, results_dir
         self.state_dir = run_dir / "state"
         self.checkpoint = run_dir / "detector.keras"
         source_detector = load_detector(source_path) if source_path is not None else None
         pool = training_pool(resolved, data_dir)
-        _, class_names, superclasses = label_maps(pool)
+        _, class_names, _ = label_maps(pool)
         write_classes(run_dir, class_names)
         class_map = None
-        if source_path is not None:
-            class_map = class_map_for(read_classes(source_path.parent), class_names, superclasses)
+        if source_path is not None:  # by canonical name (synonyms of BTSD, GTSDB, the sign world)
+            class_map = match_classes(read_classes(source_path.parent), pool, "name")[1]
+        pretrained_path = self._pretrained(run_dir.parent.parent, data_dir)  # before seeding: it trains
+        if resolved.strategy == "detector":
+            from tlutils.pretrain import pretrained_class_map
+
+            class_map = pretrained_class_map(pretrained_path, class_names)
         keras.utils.set_random_seed(resolved.seed)  # the initialization, then everything else, from the seed
         self.detector, self.plan = prepare(
-            resolved.strategy, source_detector, len(class_names), class_map,
+            resolved.strategy, source_detector, len(class_names), class_map, pretrained_path=pretrained_path,
             input_size=resolved.input_size, width=resolved.width,
             total_steps=resolved.total_steps, steps_per_epoch=resolved.steps_per_epoch,
             learning_rate=resolved.learning_rate, backbone_weights=resolved.backbone_weights,
@@ -134,6 +140,17 @@ class Training:
         self.epochs_done, self.rows, self.state_folder = load_state(self.state_dir)
         if self.state_folder is not None:
             restore_weights(self.state_folder, self.detector)
+
+    def _pretrained(self, results_dir: Path, data_dir: Path | None) -> Path | None:
+        """The pretrained file of a ``classifier`` / ``detector`` start (made once, cached), else ``None``."""
+        from tlutils.experiment.resolved import pretrain_config
+
+        config = pretrain_config(self.resolved.config)
+        if config is None:
+            return None
+        from tlutils.pretrain import pretrained
+
+        return pretrained(config, results_dir, data_dir=data_dir, verbose=0)
 
     def fit(self, verbose: int, callbacks: list[Any]) -> list[dict[str, Any]]:
         """Train the phases that are not done yet (one compile each); returns all rows of the run."""
@@ -165,12 +182,11 @@ class Training:
 
     def finish_epoch(self, epoch: int, logs: dict[str, Any], train_seconds: float) -> None:
         """Evaluate, add the val numbers to ``logs`` (for TensorBoard), record the row, save the state."""
-        from tlutils.evaluation import VAL_LOSS_TERMS, evaluate_detector
+        from tlutils.evaluation import VAL_LOSS_TERMS
 
         last = epoch == len(self.per_epoch) - 1
         started = time.perf_counter()
-        scores = evaluate_detector(self.trainer, self.data.val, self.data.val_truths, self.data.anchors,
-                                   coco=last, losses=True)
+        scores = self.data.evaluate(self.trainer, final=last)
         eval_seconds = time.perf_counter() - started
         logs.update({f"val_{name}": scores[name] for name in VAL_LOSS_TERMS}, val_map50=scores["map50"])
         self.rows.append(self._row(epoch, logs, scores, train_seconds, eval_seconds))
@@ -185,12 +201,10 @@ class Training:
         nothing?"); for scratch, a random initialization. ``regularization`` is the starting L2 term;
         the training-loss columns are NaN (nothing was trained).
         """
-        from tlutils.evaluation import evaluate_detector
         from tlutils.model import regularization_loss
 
         started = time.perf_counter()
-        scores = evaluate_detector(self.detector, self.data.val, self.data.val_truths, self.data.anchors,
-                                   coco=True, losses=True)
+        scores = self.data.evaluate(self.detector, final=True)
         logs = {name: float("nan") for name in _TRAIN_LOGS}
         logs["regularization"] = float(regularization_loss(self.detector))
         logs.update({f"val_{name}": scores[name] for name in ("loss", "localization", "confidence")})

@@ -17,16 +17,17 @@ if TYPE_CHECKING:
     import pandas as pd
 
 #: Fields of :class:`RunConfig` a grid may vary.
-GRID_FIELDS = ("country", "strategy", "num_target_images", "seed", "learning_rate")
-_ALIASES = {"countries": "country", "strategies": "strategy", "seeds": "seed", "learning_rates": "learning_rate",
-            "num_images": "num_target_images"}
+GRID_FIELDS = ("target_data", "strategy", "num_target_images", "seed", "learning_rate")
+_ALIASES = {"country": "target_data", "countries": "target_data", "strategies": "strategy", "seeds": "seed",
+            "learning_rates": "learning_rate", "num_images": "num_target_images"}
 
 
 def expand_grid(grid: Mapping[str, Sequence[Any]], base: RunConfig | None = None) -> list[RunConfig]:
     """The configurations of a sweep: the product of ``grid``'s lists over ``base``.
 
     Keys of ``grid``: :data:`GRID_FIELDS` (singular, like :class:`RunConfig`'s fields; plural
-    spellings such as ``strategies`` are accepted too). Every configuration keeps ``base``'s budget.
+    spellings such as ``strategies`` are accepted too, and ``country`` / ``countries`` for
+    ``target_data``). Every configuration keeps ``base``'s budget.
     Every configuration is checked (and resolved, so unknown countries and bad budgets show) before
     any run trains.
 
@@ -66,7 +67,7 @@ def sweep(
     Example::
 
         sweep({"strategy": ["scratch", "finetune", "head_only"], "num_target_images": [10, 50],
-               "seed": [0, 1, 2]}, base=RunConfig(profile="cpu", country="germany", num_target_images=10))
+               "seed": [0, 1, 2]}, base=RunConfig(profile="cpu", target_data="germany", num_target_images=10))
 
     Returns:
         The rows of all the sweep's runs (a ``pandas.DataFrame`` with ``RESULT_COLUMNS``).
@@ -82,7 +83,8 @@ def sweep(
     frames = []
     for config in iterator:
         if progress and hasattr(iterator, "set_postfix_str"):
-            iterator.set_postfix_str(f"{config.country} {config.strategy} n={config.num_target_images} s={config.seed}")
+            iterator.set_postfix_str(f"{config.target_data} {config.strategy} n={config.num_target_images} "
+                                     f"s={config.seed}")
         frames.append(run(config, results_dir, data_dir=data_dir, verbose=verbose))
     return pd.concat(frames, ignore_index=True) if frames else empty_results()
 
@@ -91,13 +93,15 @@ def cli_grid(args: Any) -> tuple[dict[str, list[Any]], RunConfig]:
     """The grid and base configuration ``tlutils sweep`` names (the profile's where an option is left out)."""
     profile = get_profile(args.profile)
     grid = {
-        "country": list(args.countries or profile.countries),
+        "target_data": list(getattr(args, "target_data", None) or args.countries or profile.countries),
         "strategy": list(args.strategies or DEFAULT_STRATEGIES),
         "num_target_images": list(args.num_target_images or profile.target_sizes),
         "seed": list(args.seeds if args.seeds is not None else profile.seeds),
     }
     base = RunConfig(profile=args.profile, num_target_images=grid["num_target_images"][0],
-                     l2_regularization=getattr(args, "l2_regularization", 0.0))
+                     l2_regularization=getattr(args, "l2_regularization", 0.0),
+                     source_data=getattr(args, "source_data", None) or RunConfig.source_data,
+                     classes=getattr(args, "classes", None) or RunConfig.classes)
     return grid, base
 
 

@@ -1,0 +1,108 @@
+"""Real data through the study: a data spec where a country was, crops for training, whole frames for mAP.
+
+The "real" data here is the sign world exported in COCO form at 192-pixel frames (twice the ci
+detector's input, so evaluation really tiles); the real GTSDB frames in ../shared are used where
+present, for resolving only (training on them takes minutes).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tlutils.data.synth import generate
+from tlutils.experiment import RunConfig, resolve, run
+from tlutils.experiment.datasets import load_split
+
+pytestmark = pytest.mark.slow
+
+GTSDB_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "gtsdb-train"
+
+
+@pytest.fixture(scope="module")
+def coco_export(tmp_path_factory) -> Path:
+    """24 German sign-world frames of 192 px as a COCO dataset: ``annotations.json`` + PNGs."""
+    folder = tmp_path_factory.mktemp("coco_germany")
+    generate("germany", 24, folder, seed=5, image_size=192)
+    return folder / "annotations.json"
+
+
+def test_a_coco_dataset_is_a_target_like_a_country(coco_export, tmp_path):
+    config = RunConfig(profile="ci", target_data=f"coco:{coco_export}", strategy="head_only", num_target_images=10)
+    resolved = resolve(config)
+    assert resolved.data == f"coco:{coco_export}" and "stratified" in resolved.data_split
+    rows = run(config, tmp_path / "results", data_dir=tmp_path / "data", verbose=0, tensorboard=False)
+    assert rows["epoch"].tolist() == [0, 1, 2, 3]
+    assert set(rows["data"]) == {resolved.data} and set(rows["data_fingerprint"]) == {resolved.data_fingerprint}
+    # whole-frame mAP at the start and the end, val loss (on fixed val crops) every epoch
+    finite = rows["val_map50"].map(math.isfinite).tolist()
+    assert finite == [True, False, False, True]
+    assert np.isfinite(rows["val_loss"]).all() and math.isfinite(rows["coco_map"].iloc[-1])
+    saved = json.loads((tmp_path / "results" / rows["checkpoint"].iloc[-1]).parent.joinpath("config.json").read_text())
+    assert saved["data"] == resolved.data and saved["data_split"] == resolved.data_split
+
+
+def test_the_run_key_follows_the_data_not_its_name(coco_export, tmp_path):
+    """A changed box is other data (another key); the same file elsewhere is the same data."""
+    config = RunConfig(profile="ci", target_data=f"coco:{coco_export}", strategy="finetune", num_target_images=10)
+    document = json.loads(coco_export.read_text())
+    moved = tmp_path / "moved" / "annotations.json"
+    moved.parent.mkdir()
+    for image in document["images"]:
+        (moved.parent / image["file_name"]).write_bytes((coco_export.parent / image["file_name"]).read_bytes())
+    moved.write_bytes(coco_export.read_bytes())
+    same = resolve(config.replace(target_data=f"coco:{moved}"))
+    assert same.data_fingerprint == resolve(config).data_fingerprint
+    document["annotations"][0]["bbox"][0] += 1.0
+    moved.write_text(json.dumps(document))
+    changed = resolve(config.replace(target_data=f"coco:{moved}"))
+    assert changed.data_fingerprint != same.data_fingerprint and changed.key != same.key
+
+
+@pytest.mark.parametrize(("fields", "fragment"), [
+    ({"target_data": "cocoa:/somewhere.json"}, "target_data: bad data spec .* unknown format 'cocoa'"),
+    ({"source_data": "synth:atlantis"}, "source_data: bad data spec .* unknown country 'atlantis'"),
+    ({"target_data": "germany", "classes": "colour"}, "classes must be one of"),
+    ({"strategy": "classifier"}, "start of the source stage"),
+])
+def test_a_bad_data_spec_names_the_part_that_is_wrong(fields, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        RunConfig(num_target_images=10, **fields)
+
+
+def test_more_target_images_than_the_train_split_holds_is_an_error(coco_export):
+    with pytest.raises(ValueError, match="train split has"):
+        resolve(RunConfig(profile="ci", target_data=f"coco:{coco_export}", num_target_images=500))
+
+
+def test_superclass_mode_relabels_the_data_to_four_classes(tmp_path):
+    pool = load_split("synth:germany", "train", "superclass", 16, 64, tmp_path)
+    assert pool.classes == {1: "prohibitory", 2: "danger", 3: "mandatory", 4: "other"}
+    assert resolve(RunConfig(profile="ci", num_target_images=10, classes="superclass")).classes == "superclass"
+
+
+@pytest.mark.skipif(not GTSDB_TRAIN.is_dir(), reason="../shared/data/gtsdb-train is not here")
+def test_real_gtsdb_frames_as_source_and_a_sign_world_export_as_target(coco_export):
+    spec = f"gtsdb:{GTSDB_TRAIN},on_error=skip"
+    config = RunConfig(profile="ci", source_data=spec, target_data=f"coco:{coco_export}", strategy="finetune",
+                       num_target_images=10)
+    source = resolve(RunConfig(stage="source", source_data=spec, profile="ci"))
+    assert "GTSDB official split" in source.data_split
+    assert source.pool_size + len(load_split(spec, "val", "name", 10_000, 96, None)) == 600  # 494 + 106
+    assert resolve(config).source_run_key == source.key
+
+
+def test_the_sweep_command_takes_data_specs(coco_export):
+    from tlutils.cli import build_parser
+    from tlutils.experiment.sweeps import cli_grid
+
+    args = build_parser().parse_args(["sweep", "--profile", "ci", "--target-data", f"coco:{coco_export}",
+                                      "--source-data", "synth:belgium", "--classes", "superclass",
+                                      "--strategies", "head_only", "--num-target-images", "10"])
+    grid, base = cli_grid(args)
+    assert grid["target_data"] == [f"coco:{coco_export}"]
+    assert (base.source_data, base.classes) == ("synth:belgium", "superclass")
