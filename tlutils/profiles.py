@@ -40,6 +40,8 @@ class Profile:
         batch_size: training batch size.
         num_source_images: training images of the source country (belgium).
         num_val_images: validation images per country.
+        real_val_images: at most this many whole frames of real data are scored by tiled inference
+            (it costs seconds per frame on a CPU; the sign world uses ``num_val_images``).
         source_epochs: epochs of the source detector trained from scratch.
         target_steps: optimizer steps of every target-country run (the same budget for every
             strategy, so the comparison is fair).
@@ -71,6 +73,7 @@ class Profile:
     learning_rate: float = 1e-3
     mixed_precision: str = "float32"
     target_epochs: int = 5
+    real_val_images: int = 100
 
     def replace(self, **changes) -> "Profile":
         """A copy with some fields changed (e.g. a notebook's papermill overrides)."""
@@ -79,14 +82,14 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "ci": Profile(
-        name="ci", input_size=96, width=0.125, batch_size=8, num_source_images=32,
+        name="ci", real_val_images=4, input_size=96, width=0.125, batch_size=8, num_source_images=32,
         num_val_images=16, source_epochs=2, target_steps=12, target_sizes=(10,), seeds=(0,),
         countries=("germany",), target_epochs=3,
     ),
     # cpu: the belgium source run (12 passes over 2400 scenes, 3600 steps of 8) reaches val mAP@0.5 0.80
     # (10 passes stopped short of it); its time per machine is in docs/performance.md.
     "cpu": Profile(
-        name="cpu", input_size=160, width=0.25, batch_size=8, num_source_images=2400,
+        name="cpu", real_val_images=40, input_size=160, width=0.25, batch_size=8, num_source_images=2400,
         num_val_images=200, source_epochs=12, target_steps=200, target_sizes=(10, 50),
         seeds=(0,), countries=("germany", "usa"), target_epochs=4, mixed_precision="auto",
     ),

@@ -57,7 +57,7 @@ def synth_info(pool_size: int, num_val_images: int) -> DataInfo:
 
 def real_info(spec: str, classes: str, max_val_images: int) -> DataInfo:
     """Load real data (once per spec and file state) and describe its split; at most ``max_val_images``
-    of the val split are evaluated on (the profile's ``num_val_images``: tiled inference is costly).
+    of the val split are evaluated on (the profile's ``real_val_images``: tiled inference is costly).
 
     Raises:
         ValueError: a split without training or validation images.

@@ -182,7 +182,7 @@ def _data_info(config: RunConfig, profile: Any) -> Any:
     from tlutils.experiment.datasets import is_synth, real_info, synth_info
 
     if not is_synth(config.data):
-        return real_info(config.data, config.classes, profile.num_val_images)
+        return real_info(config.data, config.classes, profile.real_val_images)
     if config.stage == "source":
         return synth_info(config.num_target_images or profile.num_source_images, profile.num_val_images)
     return synth_info(max(config.num_target_images, *profile.target_sizes), profile.num_val_images)
