@@ -1,0 +1,135 @@
+"""Which runs the course's notebooks train: each notebook's ``parameters`` cell read as literals
+(:func:`notebook_parameters`, so the plan follows the notebooks), turned into configurations by its entry in
+:data:`NOTEBOOK_RUNS`, and :func:`course_plan` over the notebooks in the order they first ask for a run.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tlutils.paths import runs_dir
+from tlutils.plan.runs import Plan, finished_keys, plan_of
+from tlutils.profiles import Profile, get_profile
+
+if TYPE_CHECKING:
+    from tlutils.experiment import RunConfig
+
+
+def notebook_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
+    """The defaults of a notebook's ``parameters`` cell: ``NAME = literal`` lines, evaluated.
+
+    Raises:
+        ValueError: no ``parameters`` cell, or a value that is not a Python literal.
+    """
+    cells = json.loads(Path(notebook).read_text(encoding="utf-8"))["cells"]
+    for cell in cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            source = "".join(cell["source"])
+            values = {}
+            for node in ast.parse(source).body:
+                if not isinstance(node, ast.Assign) or not isinstance(node.targets[0], ast.Name):
+                    raise ValueError(f"{notebook}: the parameters cell may only assign names, line {node.lineno}")
+                try:
+                    values[node.targets[0].id] = ast.literal_eval(node.value)
+                except ValueError:
+                    raise ValueError(f"{notebook}: parameter {node.targets[0].id} is not a literal "
+                                     f"(line {node.lineno})") from None
+            return values
+    raise ValueError(f"{notebook}: no cell tagged 'parameters'")
+
+
+def _source_detector_runs(params: Mapping[str, Any], profile: Profile) -> list["RunConfig"]:
+    """Notebook 04: the Belgian source detector, and from ImageNet weights where the width allows it."""
+    from tlutils.experiment import RunConfig, source_config
+
+    config = source_config(RunConfig(profile=profile.name, num_target_images=1))  # the one every target run needs
+    with_imagenet = params.get("TRY_IMAGENET") and profile.width == 1.0
+    return [config, config.replace(strategy="imagenet")] if with_imagenet else [config]
+
+
+def _transfer_study_runs(params: Mapping[str, Any], profile: Profile) -> list["RunConfig"]:
+    """Notebook 05: the strategy grid, then the freeze depths for the nearest country at the most images."""
+    from tlutils.experiment import RunConfig, expand_grid
+
+    countries = list(params["COUNTRIES"] or profile.countries)
+    sizes = list(params["NUM_TARGET_IMAGES"] or profile.target_sizes)
+    seeds = list(params["SEEDS"] or profile.seeds)
+    base = RunConfig(profile=profile.name, num_target_images=sizes[0],
+                     l2_regularization=params["L2_REGULARIZATION"])
+    grid = {"country": countries, "strategy": params["STRATEGIES"], "num_target_images": sizes, "seed": seeds}
+    depth = {"country": countries[:1], "strategy": params["FREEZE_DEPTHS"], "num_target_images": sizes[-1:],
+             "seed": seeds}
+    return expand_grid(grid, base) + expand_grid(depth, base)
+
+
+def _diagnosis_runs(params: Mapping[str, Any], profile: Profile) -> list["RunConfig"]:
+    """Notebook 06: its variants, scratch with the other preprocessing, fine-tuning at higher rates."""
+    from tlutils.experiment import RunConfig, expand_grid, resolve
+
+    seeds = list(params["SEEDS"] or profile.seeds)
+    base = RunConfig(profile=profile.name, num_target_images=params["NUM_TARGET_IMAGES"] or max(profile.target_sizes),
+                     l2_regularization=params["L2_REGULARIZATION"])
+    base = expand_grid({"country": [params["COUNTRY"] or profile.countries[0]]}, base)[0]
+    other = "tf" if resolve(base).preprocessing == "caffe" else "caffe"
+    rates = [profile.learning_rate * factor for factor in params["LEARNING_RATE_FACTORS"]]
+    return (expand_grid({"strategy": params["VARIANTS"], "seed": seeds}, base)
+            + [base.replace(strategy="scratch", preprocessing=other)]
+            + expand_grid({"learning_rate": rates}, base.replace(strategy="finetune", seed=seeds[0])))
+
+
+def _explorer_runs(params: Mapping[str, Any], profile: Profile) -> list["RunConfig"]:
+    """Notebook 07: one click on Train with the controls where they start."""
+    from tlutils.widgets import TransferExplorer
+
+    explorer = TransferExplorer(profile=profile.name, country=params["COUNTRY"],
+                                l2_regularization=params["L2_REGULARIZATION"], train_epochs=params["TRAIN_EPOCHS"])
+    return [explorer.config()]
+
+
+def _own_data_runs(params: Mapping[str, Any], profile: Profile) -> list["RunConfig"]:
+    """Notebook 08: its strategies x sizes x seeds on its target data; with ``TARGET_DATA = None`` the
+    stand-in it writes (``tlutils.data.export.real_format_example``, made here if missing: sizing real
+    data means loading it), with ``SIZES = None`` the profile's sizes that the train split holds."""
+    from tlutils.data.export import real_format_example
+    from tlutils.experiment import RunConfig, expand_grid, resolve
+
+    frame_size = params["EXAMPLE_FRAME_SIZE"] or 2 * profile.input_size
+    target_data = params["TARGET_DATA"] or real_format_example("germany", params["EXAMPLE_FRAMES"], frame_size).yolo
+    base = RunConfig(profile=profile.name, source_data=params["SOURCE_DATA"], target_data=target_data,
+                     classes=params["CLASSES"], num_target_images=1)
+    pool = resolve(base).pool_size
+    sizes = list(params["SIZES"] or [size for size in profile.target_sizes if size <= pool] or [pool])
+    grid = {"strategy": params["STRATEGIES"], "num_target_images": sizes, "seed": list(params["SEEDS"] or profile.seeds)}
+    return expand_grid(grid, base)
+
+
+#: Notebook name -> the runs it trains, from its parameters and the profile. Notebooks not named here
+#: train nothing (01-03 build models and show data only); a notebook that starts training must be added.
+NOTEBOOK_RUNS: dict[str, Callable[[Mapping[str, Any], Profile], list["RunConfig"]]] = {
+    "04_source_detector": _source_detector_runs,
+    "05_transfer_study": _transfer_study_runs,
+    "06_loss_curve_diagnosis": _diagnosis_runs,
+    "07_interactive_explorer": _explorer_runs,
+    "08_your_own_data": _own_data_runs,
+}
+
+
+def course_plan(profile: str, notebooks: Sequence[str | os.PathLike] | None = None,
+                results_dir: str | os.PathLike | None = None) -> Plan:
+    """The runs of the course's ``notebooks`` (default: all of ``notebooks/``) on ``profile``.
+
+    Runs that ``results_dir/results.csv`` (default ``runs/<profile>/``) holds are marked ``done``.
+    """
+    from tlutils.course import course_notebooks
+
+    settings = get_profile(profile)
+    paths = [Path(path) for path in notebooks] if notebooks is not None else course_notebooks()
+    configs = {path.stem: NOTEBOOK_RUNS[path.stem](notebook_parameters(path), settings)
+               for path in paths if path.stem in NOTEBOOK_RUNS}
+    done = finished_keys(results_dir if results_dir is not None else runs_dir(profile))
+    return plan_of(profile, configs, done)

@@ -1,0 +1,49 @@
+"""What is printed of a plan: a table of its runs, steps and images per notebook (:func:`format_plan`), the
+estimate from timed steps (:func:`format_estimate`), and both together (:func:`announce`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tlutils.plan.estimate import TIMED_STEPS, StepTiming, estimate_seconds, measure_step
+from tlutils.plan.runs import Plan
+
+
+def format_minutes(seconds: float) -> str:
+    """``"42 s"``, ``"12.5 min"`` or ``"3.2 h"``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def format_plan(plan: Plan) -> str:
+    """The plan as a table: per notebook and in total, runs to train, steps, training and evaluation images."""
+    if not plan.to_train:
+        return (f"plan ({plan.profile} profile): nothing to train"
+                + (f" ({len(plan.runs)} runs read back from results.csv)" if plan.runs else ""))
+    rows = [(name, totals) for name, totals in plan.by_notebook().items()] + [("total", plan.totals())]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"plan ({plan.profile} profile): {len(plan.to_train)} runs to train"
+             + (f", {len(plan.runs) - len(plan.to_train)} read back from results.csv" if plan.to_train != plan.runs
+                else ""),
+             f"  {'':{width}s}  {'runs':>5s}  {'steps':>9s}  {'train images':>13s}  {'eval images':>12s}"]
+    for name, totals in rows:
+        lines.append(f"  {name:{width}s}  {totals['runs']:5d}  {totals['steps']:9,d}  "
+                     f"{totals['train_images']:13,d}  {totals['eval_images']:12,d}")
+    return "\n".join(lines)
+
+
+def format_estimate(plan: Plan, timing: StepTiming) -> str:
+    """One line: the estimated time on this machine and what it rests on."""
+    return (f"estimated time here: {format_minutes(estimate_seconds(plan, timing))} of training and evaluation "
+            f"({TIMED_STEPS} timed steps of {timing.batch_size} images: {timing.step_seconds:.3g} s each, "
+            f"{timing.precision} on {timing.device}; {timing.setup_seconds:.0f} s building and compiling per phase)")
+
+
+def announce(plan: Plan, estimate: bool = True, print_: Callable[[str], Any] = print) -> None:
+    """Print the plan and, with ``estimate`` (and runs left to train), the estimate from timed steps."""
+    print_(format_plan(plan))
+    if estimate and plan.to_train:
+        print_(format_estimate(plan, measure_step(plan.profile)))
