@@ -42,6 +42,9 @@ def test_a_coco_dataset_is_a_target_like_a_country(coco_export, tmp_path):
     finite = rows["val_map50"].map(math.isfinite).tolist()
     assert finite == [True, False, False, True]
     assert np.isfinite(rows["val_loss"]).all() and math.isfinite(rows["coco_map"].iloc[-1])
+    # mAP by object size on whole frames with the final scores; 192-px frames hold small and medium signs
+    assert rows["map50_small"].map(math.isfinite).tolist() == [True, False, False, True]
+    assert rows[["map50_small", "map50_medium", "map50_large"]].iloc[-1].between(0, 1).sum() >= 1
     saved = json.loads((tmp_path / "results" / rows["checkpoint"].iloc[-1]).parent.joinpath("config.json").read_text())
     assert saved["data"] == resolved.data and saved["data_split"] == resolved.data_split
 

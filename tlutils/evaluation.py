@@ -456,7 +456,8 @@ VAL_LOSS_TERMS = ("loss", "localization", "confidence")
 
 def evaluate_detector(model: "keras.Model", sequence: "DetectionSequence", truths: list[dict[str, np.ndarray]],
                       anchors: np.ndarray, coco: bool = False, losses: bool = False) -> dict[str, float]:
-    """``map50`` (VOC all-points mAP at IoU 0.5) and, with ``coco``, ``coco_map`` on a validation set.
+    """``map50`` (VOC all-points mAP at IoU 0.5) and, with ``coco``, ``coco_map`` and ``map50_small`` /
+    ``_medium`` / ``_large`` (``map_by_size`` at the input size) on a validation set.
 
     With ``losses``, also the validation loss from the same forward pass (what ``SSDTrainer.evaluate``
     reports, without a second pass over the data): ``localization`` and ``confidence`` (the MultiBox
@@ -484,6 +485,8 @@ def evaluate_detector(model: "keras.Model", sequence: "DetectionSequence", truth
                                                     method="all_points")["map"])}
     if coco:
         scores["coco_map"] = float(coco_map(detections, truths, image_size=sequence.input_size)["map"])
+        by_size = map_by_size(detections, truths, sequence.input_size, iou_threshold=IOU_THRESHOLD)
+        scores.update({f"map50_{name}": float(bucket["map"]) for name, bucket in by_size.items()})
     if loss_sums is not None:
         scores.update(loss_sums.means())
     return scores

@@ -29,9 +29,14 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "epoch", "step", "phase", "phase_learning_rate",
     "loss", "localization", "confidence", "regularization", "num_positives",
     "val_loss", "val_localization", "val_confidence", "val_map50", "coco_map",
+    "map50_small", "map50_medium", "map50_large",
     "epoch_seconds", "eval_seconds", "images_per_s", "trainable_params",
     "source_run_key", "checkpoint",
 )
+#: VOC mAP@0.5 of COCO's small (< 32^2 px), medium and large objects (``tlutils.evaluation.map_by_size``),
+#: on the frames as evaluated (the sign world at the input size; real data on whole frames); final
+#: evaluations only, NaN elsewhere.
+SIZE_COLUMNS = ("map50_small", "map50_medium", "map50_large")
 #: Columns copied from the resolved run into every row.
 CONFIG_COLUMNS = ("stage", "country", "data", "data_fingerprint", "classes", "strategy", "num_target_images", "seed",
                   "profile", "optimizer", "learning_rate", "schedule", "l2_regularization", "preprocessing",
@@ -79,6 +84,9 @@ def load_results(path: str | os.PathLike) -> "pd.DataFrame":
         table["data"] = "synth:" + table["country"].astype(str)
         table["data_fingerprint"] = None
         table["classes"] = "name"
+    for column in SIZE_COLUMNS:  # written before mAP by object size was recorded
+        if column not in table.columns:
+            table[column] = float("nan")
     missing = [column for column in RESULT_COLUMNS if column not in table.columns]
     if missing:
         raise ValueError(f"{path}: not a tlutils results table, columns {missing} are missing")

@@ -104,7 +104,8 @@ class RunData:
         frames = evaluate_tiled(model, list(self.val_frames), self.anchors, self.label_map,
                                 tile_size=self.val.input_size, scales=REAL_TILE_SCALES,
                                 overlap=round(REAL_TILE_OVERLAP_SHARE * self.val.input_size))
-        scores.update(map50=frames["map50"], coco_map=frames["coco_map"])
+        scores.update(map50=frames["map50"], coco_map=frames["coco_map"],
+                      **{f"map50_{name}": value for name, value in frames["by_size"].items()})
         return scores
 
 

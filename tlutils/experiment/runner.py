@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 from tlutils.experiment.atomic import remove_stale, write_file, write_text
 from tlutils.experiment.config import SGD_MOMENTUM, STEP_DECAY_FACTOR, STEP_DECAY_FRACTION, RunConfig, source_config
 from tlutils.experiment.resolved import ResolvedRun, resolve
-from tlutils.experiment.results import CONFIG_COLUMNS
+from tlutils.experiment.results import CONFIG_COLUMNS, SIZE_COLUMNS
 from tlutils.experiment.run_data import build_data, label_maps, training_pool
 from tlutils.experiment.state import load_state, restore_optimizer, restore_weights, save_state
 from tlutils.experiment.store import read_classes, run_lock, store_rows, stored_rows, write_classes
@@ -223,6 +223,7 @@ class Training:
             "phase_learning_rate": phase.learning_rate,
             **{name: float(logs[name]) for name in (*_TRAIN_LOGS, *(f"val_{n}" for n in VAL_LOSS_TERMS))},
             "val_map50": scores["map50"], "coco_map": scores.get("coco_map", float("nan")),
+            **{column: scores.get(column, float("nan")) for column in SIZE_COLUMNS},
             "epoch_seconds": train_seconds, "eval_seconds": eval_seconds,
             "images_per_s": resolved.steps_per_epoch * resolved.batch_size / max(train_seconds, 1e-9),
             "trainable_params": _num_params(self.detector.trainable_weights),
