@@ -26,7 +26,7 @@ from conftest import REPO_ROOT
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 EXPECTED = ("01_data", "02_ssd_vgg16", "03_anchors_loss_decoding", "04_source_detector", "05_transfer_study",
-            "06_loss_curve_diagnosis", "07_interactive_explorer")
+            "06_loss_curve_diagnosis", "07_interactive_explorer", "08_your_own_data")
 #: Top-level modules a notebook may import besides the standard library.
 ALLOWED_IMPORTS = {"tlutils", "numpy", "pandas", "matplotlib", "seaborn", "keras", "IPython", "ipywidgets", "PIL"}
 #: Code cells longer than this many non-empty lines must not appear in two notebooks.

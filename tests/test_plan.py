@@ -53,15 +53,17 @@ def test_the_ci_course_plan_follows_the_notebooks(tmp_path):
     # Worked by hand from the notebooks' parameters on the ci profile (one country, 10 images, one seed):
     # 04 the source run (8 steps); 05 five strategies + two freeze depths (12 steps each); 06 its
     # variants are 05's runs, plus scratch with the other preprocessing and fine-tuning at 10x and 100x the
-    # rate; 07 one Train click of 2 epochs of 12 // 3 = 4 steps.
+    # rate; 07 one Train click of 2 epochs of 12 // 3 = 4 steps; 08 three strategies on its stand-in (24
+    # frames split 17 train, 4 val, 3 test), 12 steps each, evaluated 3 + 1 times on the 4 val frames.
     plan = course_plan("ci", results_dir=tmp_path)
     assert plan.by_notebook() == {
         "04_source_detector": {"runs": 1, "steps": 8, "train_images": 64, "eval_images": 32},
         "05_transfer_study": {"runs": 7, "steps": 84, "train_images": 672, "eval_images": 448},
         "06_loss_curve_diagnosis": {"runs": 3, "steps": 36, "train_images": 288, "eval_images": 192},
         "07_interactive_explorer": {"runs": 1, "steps": 8, "train_images": 64, "eval_images": 48},
+        "08_your_own_data": {"runs": 3, "steps": 36, "train_images": 288, "eval_images": 48},
     }
-    assert plan.totals() == {"runs": 12, "steps": 136, "train_images": 1088, "eval_images": 720}
+    assert plan.totals() == {"runs": 15, "steps": 172, "train_images": 1376, "eval_images": 768}
 
 
 def test_notebook_05s_runs_are_its_grid_and_depth_curve():
@@ -76,6 +78,21 @@ def test_notebook_05s_runs_are_its_grid_and_depth_curve():
                  and "_scratch_" not in run.label]
     assert transfers[0] - 1 == plan.runs.index(sources[0])  # trained right before the first run that transfers
     assert {run.steps for run in plan.runs if run not in sources} == {profile.target_steps}
+
+
+def test_notebook_08_trains_the_sizes_its_train_split_holds():
+    # cpu asks for 10 and 50 target images; the stand-in's 24 frames leave 17 for training, so only 10;
+    # 6 frames leave 4 (split 0.7 : 0.15 : 0.15 within an image), fewer than any size: all 4 then
+    params = notebook_parameters(REPO_ROOT / "notebooks" / "08_your_own_data.ipynb")
+    own_data_runs, cpu = planning.NOTEBOOK_RUNS["08_your_own_data"], planning.get_profile("cpu")
+    assert params["TARGET_DATA"] is None and cpu.target_sizes == (10, 50)
+    configs = own_data_runs(params, cpu)
+    assert [(config.strategy, config.num_target_images) for config in configs] == [
+        (strategy, 10) for strategy in params["STRATEGIES"]]
+    assert {config.target_data for config in configs} == {configs[0].target_data}
+    assert configs[0].target_data.startswith("yolo:") and "germany_24x320_s0" in configs[0].target_data
+    few = own_data_runs({**params, "EXAMPLE_FRAMES": 6, "STRATEGIES": ["finetune"]}, cpu)
+    assert [config.num_target_images for config in few] == [4]
 
 
 def test_parameters_are_read_as_literals(tmp_path):

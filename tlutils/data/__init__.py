@@ -6,6 +6,8 @@
 - ``tlutils.data.specs``    data specs (``"gtsdb:<folder>"``, ``"synth:germany"``): ``parse_spec``, ``load_spec``,
   ``fingerprint``, ``split_dataset``
 - ``tlutils.data.classes``  the class synonym table, ``match_classes``, ``relabel_by_superclass``
+- ``tlutils.data.export``   ``export_yolo`` (a dataset as YOLO files), ``real_format_example`` (sign-world
+  frames as COCO and YOLO: a stand-in for your own data)
 - ``tlutils.data.augment``, ``tlutils.data.pipeline``  SSD augmentation and batches (import them explicitly)
 
 Records keep **pixel** corners ``(xmin, ymin, xmax, ymax)`` and the dataset's own class ids; the
@@ -28,6 +30,7 @@ _EXPORTS = {
     "synth": ("synth_dataset",),
     "specs": ("DataSpec", "DataSplits", "parse_spec", "load_spec", "fingerprint", "split_dataset"),
     "classes": ("CLASS_SYNONYMS", "SUPERCLASS_CLASSES", "canonical_name", "match_classes", "relabel_by_superclass"),
+    "export": ("export_yolo", "real_format_example", "yolo_spec"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -40,6 +43,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
         SkippedItem, load_image, read_image_size,
     )
     from .classes import CLASS_SYNONYMS, SUPERCLASS_CLASSES, canonical_name, match_classes, relabel_by_superclass
+    from .export import export_yolo, real_format_example, yolo_spec
     from .specs import DataSpec, DataSplits, fingerprint, load_spec, parse_spec, split_dataset
     from .synth import synth_dataset
 

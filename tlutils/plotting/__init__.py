@@ -2,7 +2,8 @@
 
 - ``core``        :func:`save_figure`, :data:`FIGURE_DPI`, :func:`course_figures_dir`, :func:`draw_boxes`
 - ``sign_world``  the data: sign-world gallery and sign table, records with boxes, box statistics
-- ``model``       default boxes, feature maps, parameters per block, matched anchors, detections
+- ``model``       default boxes, feature maps, parameters per block, matched anchors, detections (also
+  tiled, on whole frames)
 - ``results``     training histories, transfer studies, loss components, speed, freeze depth
 
 ``save_figure(fig, "05_transfer_map_vs_images")`` writes ``figures/05_transfer_map_vs_images.png``.
@@ -18,6 +19,7 @@ from tlutils.plotting.model import (
     plot_matched_anchors,
     plot_parameters_per_block,
     show_detections,
+    show_tiled_detections,
 )
 from tlutils.plotting.results import (
     plot_freeze_depth,
@@ -32,6 +34,7 @@ from tlutils.plotting.sign_world import (
     SUPERCLASS_COLOURS,
     UNKNOWN_COLOR,
     box_table,
+    plot_box_sizes,
     plot_box_statistics,
     save_gallery,
     save_sign_table,
@@ -46,6 +49,7 @@ __all__ = [
     "course_figures_dir",
     "draw_boxes",
     "plot_anchors",
+    "plot_box_sizes",
     "plot_box_statistics",
     "plot_feature_maps",
     "plot_freeze_depth",
@@ -62,4 +66,5 @@ __all__ = [
     "save_sign_table",
     "show_detections",
     "show_records",
+    "show_tiled_detections",
 ]

@@ -1,4 +1,5 @@
-"""Figures of the model: default boxes per layer, feature maps, parameters per block, matching, detections.
+"""Figures of the model: default boxes per layer, feature maps, parameters per block, matching, detections
+(on the detector's input, and on whole frames by tiled inference).
 
 Each function returns a pyplot figure (shown inline by Jupyter at the end of the cell); save it with
 ``save_figure``. Keras, the model and data modules are imported inside the functions.
@@ -13,7 +14,7 @@ import numpy as np
 from tlutils.plotting.core import _add_boxes, _subplots
 
 __all__ = ["plot_anchors", "plot_feature_maps", "plot_matched_anchors", "plot_parameters_per_block",
-           "show_detections"]
+           "show_detections", "show_tiled_detections"]
 
 
 def plot_anchors(image: np.ndarray, config: Any, max_grid_points: int = 400):
@@ -158,5 +159,69 @@ def show_detections(detector: Any, dataset: Any, score_threshold: float = 0.3, m
         signs = "1 sign" if len(truth["boxes"]) == 1 else f"{len(truth['boxes'])} signs"
         drawn = "1 detection" if keep.sum() == 1 else f"{int(keep.sum())} detections"
         ax.set_title(f"{drawn} >= {score_threshold:g} drawn, {signs}", fontsize=8)
+        ax.set_axis_off()
+    return figure
+
+
+def show_tiled_detections(detector: Any, records: Sequence[Any], class_names: dict[int, str] | None = None,
+                          score_threshold: float = 0.3, max_images: int = 4, columns: int = 2,
+                          panel_size: float = 4.5, max_per_image: int = 20, overlap: float | None = None,
+                          scales: Sequence[float] | None = None, show_tiles: bool = True):
+    """Detections on **whole frames** by tiled inference (``tlutils.tiling.detect_tiled``): detections in lime
+    (``class score``), ground truth in white (dashed), the tiles of the first scale in faint yellow.
+
+    Frames keep their own size; the detector sees them tile by tile, at native resolution (scale 1)
+    and shrunk (scale < 1), as the experiment runner evaluates real data.
+
+    Args:
+        detector: an SSD (``tlutils.transfer.load_detector``); its input side is the tile size.
+        records: ``DetectionRecord`` s of the frames, or a ``DetectionDataset``; the first ``max_images``
+            are shown.
+        class_names: model class (``1..C``) -> name; ``None``: from the dataset's classes numbered as the
+            runner numbers them (``make_label_map(dataset.classes)``) when ``records`` is a
+            ``DetectionDataset``, else the class numbers.
+        score_threshold, max_per_image: detections scoring below the threshold are not drawn, and at most
+            ``max_per_image`` per frame, the best first.
+        overlap, scales: the tiles (``tlutils.tiling.tile_grid``); ``None``: what the runner evaluates real
+            data with (``tlutils.experiment.run_data.REAL_TILE_SCALES``, an overlap of
+            ``REAL_TILE_OVERLAP_SHARE`` of the input side).
+    """
+    from tlutils.anchors import generate_anchors
+    from tlutils.data.pipeline import make_label_map
+    from tlutils.data.records import load_image
+    from tlutils.experiment.run_data import REAL_TILE_OVERLAP_SHARE, REAL_TILE_SCALES
+    from tlutils.model import anchor_config_for
+    from tlutils.tiling import detect_tiled, tile_grid
+
+    frames = list(records)[:max_images]
+    if not frames:
+        raise ValueError("show_tiled_detections needs at least one record")
+    if class_names is None and hasattr(records, "classes"):
+        class_names = {model_class: records.classes[class_id]
+                       for class_id, model_class in make_label_map(records.classes).items()}
+    class_names = class_names or {}
+    size = int(detector.input_shape[1])
+    overlap = round(REAL_TILE_OVERLAP_SHARE * size) if overlap is None else overlap
+    scales = tuple(REAL_TILE_SCALES if scales is None else scales)
+    anchors = np.asarray(generate_anchors(anchor_config_for(detector)), dtype=np.float32)
+    aspect = frames[0].height / frames[0].width
+    figure, axes = _subplots(len(frames), columns, panel_size, panel_size * aspect + 0.3)
+    for ax, record in zip(axes, frames):
+        image = load_image(record)
+        found = detect_tiled(detector.predict_on_batch, image, anchors, size, overlap=overlap, scales=scales)
+        keep = np.flatnonzero(found["scores"] >= score_threshold)[:max_per_image]  # sorted by score already
+        frame = np.array([record.width, record.height] * 2, dtype=float)
+        captions = [f"{class_names.get(int(label), int(label))} {score:.2f}"
+                    for label, score in zip(found["labels"][keep], found["scores"][keep])]
+        ax.imshow(image)
+        if show_tiles:
+            tiles = tile_grid(record.width, record.height, size, overlap, scales[:1])
+            _add_boxes(ax, tiles, None, "#ffff0066", linestyle=":")
+        _add_boxes(ax, record.boxes, None, "white", linestyle="--")
+        _add_boxes(ax, found["boxes"][keep] * frame, captions, "lime")
+        signs = "1 sign" if record.num_boxes == 1 else f"{record.num_boxes} signs"
+        drawn = "1 detection" if len(keep) == 1 else f"{len(keep)} detections"
+        ax.set_title(f"{drawn} >= {score_threshold:g} drawn, {signs}; {record.width}x{record.height} px",
+                     fontsize=8)
         ax.set_axis_off()
     return figure

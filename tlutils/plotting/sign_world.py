@@ -14,8 +14,8 @@ import numpy as np
 
 from tlutils.plotting.core import _add_boxes, _subplots, save_figure
 
-__all__ = ["SUPERCLASS_COLOURS", "UNKNOWN_COLOR", "box_table", "plot_box_statistics", "save_gallery",
-           "save_sign_table", "show_records"]
+__all__ = ["SUPERCLASS_COLOURS", "UNKNOWN_COLOR", "box_table", "plot_box_sizes", "plot_box_statistics",
+           "save_gallery", "save_sign_table", "show_records"]
 
 #: Box colours of the superclasses in figures.
 SUPERCLASS_COLOURS = {"prohibitory": "#e41a1c", "danger": "#ff7f00", "mandatory": "#377eb8", "other": "#4daf4a"}
@@ -98,6 +98,34 @@ def plot_box_statistics(datasets: Mapping[str, Any]):
     sns.histplot(data=per_image, x="boxes", hue="dataset", hue_order=order, stat="probability",
                  common_norm=False, discrete=True, multiple="dodge", shrink=0.85, ax=axes[2])
     axes[2].set(title="boxes per image", xlabel="boxes in the image", ylabel="share of images")
+    return figure
+
+
+def plot_box_sizes(datasets: Mapping[str, Any], marks: Mapping[str, float] | None = None, bins: int = 30):
+    """A histogram of box sides ``sqrt(w h)`` in pixels of their images (log scale), a step line per dataset.
+
+    Args:
+        datasets: name -> ``DetectionDataset`` (or any sequence of ``DetectionRecord``); each line is the
+            percentage of that dataset's boxes, so sets of any size compare.
+        marks: label -> pixels, drawn as labelled dashed vertical lines (e.g. the detector's smallest
+            default box in a tile at native resolution).
+
+    Raises:
+        ValueError: the datasets hold no box.
+    """
+    import seaborn as sns
+
+    table = box_table(datasets)
+    if table.empty:
+        raise ValueError("plot_box_sizes: the datasets hold no box")
+    figure, (ax,) = _subplots(1, 1, 7.0, 3.6)
+    sns.histplot(data=table, x="side_px", hue="dataset", hue_order=list(datasets), bins=bins, log_scale=True,
+                 element="step", fill=False, stat="percent", common_norm=False, ax=ax)
+    for label, pixels in (marks or {}).items():
+        ax.axvline(pixels, color="#444444", linestyle="--", linewidth=1)
+        ax.annotate(label, (pixels, 1.0), xycoords=("data", "axes fraction"), rotation=90, va="top", ha="right",
+                    fontsize=7, color="#444444")
+    ax.set(title="box side sqrt(w h), pixels of the image", xlabel="pixels (log scale)", ylabel="% of the boxes")
     return figure
 
 
