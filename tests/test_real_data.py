@@ -109,3 +109,36 @@ def test_the_sweep_command_takes_data_specs(coco_export):
     grid, base = cli_grid(args)
     assert grid["target_data"] == [f"coco:{coco_export}"]
     assert (base.source_data, base.classes) == ("synth:belgium", "superclass")
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("synth:germany", "germany"), ("gtsdb:data/FullIJCNN2013", "gtsdb-FullIJCNN2013"),
+    ("yolo:export/images", "yolo-export"), ("coco:runs/coco_germany/annotations.json", "coco-coco_germany"),
+])
+def test_the_country_column_names_the_data_shortly(spec, expected):
+    from tlutils.experiment.datasets import label
+
+    assert label(spec) == expected
+
+
+def test_superclass_mode_reads_superclasses_from_class_names_where_a_format_has_none(tmp_path):
+    """YOLO files name classes only: the synonym table gives their superclasses, no frame is dropped."""
+    from tlutils.data import load_coco
+    from tlutils.data.classes import relabel_by_superclass
+    from tlutils.data.export import export_yolo
+
+    generate("germany", 6, tmp_path / "coco", seed=3, image_size=96)
+    coco = load_coco(tmp_path / "coco" / "annotations.json")
+    export_yolo(coco, tmp_path / "yolo")
+    yolo = load_spec_of(tmp_path / "yolo")
+    relabelled = relabel_by_superclass(yolo)
+    assert len(relabelled) == len(yolo) and relabelled.num_boxes == coco.num_boxes
+    assert [list(r.class_names) for r in relabelled] == [list(relabel_by_superclass(coco)[i].class_names)
+                                                            for i in range(len(coco))]
+
+
+def load_spec_of(folder):
+    from tlutils.data.export import yolo_spec
+    from tlutils.data.specs import load_spec
+
+    return load_spec(yolo_spec(folder))

@@ -242,6 +242,9 @@ def relabel_by_superclass(
 ) -> DetectionDataset:
     """The dataset with every box labelled by its superclass: classes :data:`SUPERCLASS_CLASSES` (ids 1..4).
 
+    A box's superclass is the one its loader recorded, else the one its class name has in the synonym
+    table (:func:`canonical_superclass`): YOLO and VOC files name classes only.
+
     Args:
         unknown: what to do with an image holding a box whose superclass is ``None`` (BelgiumTS's
             "undefined" class -1): ``"skip"`` drops the whole image (dropping only the box would teach
@@ -254,7 +257,8 @@ def relabel_by_superclass(
     records: list[DetectionRecord] = []
     skipped = list(dataset.skipped)
     for index, record in enumerate(dataset):
-        missing = [box for box, name in enumerate(record.superclasses) if name is None]
+        superclasses = _record_superclasses(record)
+        missing = [box for box, name in enumerate(superclasses) if name is None]
         if missing:
             reason = (f"record {index}: boxes {missing} (classes {record.labels[missing].tolist()}) have no "
                       f"superclass; the image is left out")
@@ -262,10 +266,16 @@ def relabel_by_superclass(
                 raise ValueError(f"{dataset.name}: {record.image_path}: {reason}")
             skipped.append(SkippedItem(record.image_path, None, reason))
             continue
-        records.append(replace(record, labels=[id_of[name] for name in record.superclasses],
-                               class_names=record.superclasses))
+        records.append(replace(record, labels=[id_of[name] for name in superclasses], class_names=superclasses,
+                               superclasses=superclasses))
     if len(skipped) > len(dataset.skipped):
         warnings.warn(f"{dataset.name}: {len(skipped) - len(dataset.skipped)} images hold boxes without a "
                       f"superclass and were left out (see .skipped)", stacklevel=2)
     return DetectionDataset(records, SUPERCLASS_CLASSES, SUPERCLASS_CLASSES,
                             name=f"{dataset.name} by superclass", skipped=skipped)
+
+
+def _record_superclasses(record: DetectionRecord) -> list[str | None]:
+    """Each box's superclass: recorded by the loader, else from its class name (:func:`canonical_superclass`)."""
+    return [given if given is not None else canonical_superclass(str(name))
+            for given, name in zip(record.superclasses, record.class_names)]

@@ -118,10 +118,17 @@ def load_split(spec: str, split: str, classes: str, num_images: int, image_size:
 
 
 def label(spec: str) -> str:
-    """A short name of the data for tables and folders: the country, or ``<format>-<folder name>``."""
+    """A short name of the data for tables and folders: the country, or ``<format>-<folder name>``
+    (``gtsdb:data/FullIJCNN2013`` -> ``gtsdb-FullIJCNN2013``, ``yolo:export/images`` -> ``yolo-export``)."""
     from tlutils.data.specs import parse_spec
 
     parsed = parse_spec(spec)
     if parsed.format == "synth":
         return parsed.path
-    return f"{parsed.format}-{Path(parsed.path).stem or 'data'}"
+    path = Path(parsed.path)  # a file (annotations.json) or a generic folder (images/): its folder says more
+    name = path.parent.name if path.suffix or path.name.lower() in _GENERIC_FOLDERS else path.name
+    return f"{parsed.format}-{name or 'data'}"
+
+
+#: Folder names that say nothing about the data (a YOLO ``images`` folder): the label uses their parent.
+_GENERIC_FOLDERS = frozenset({"images", "labels", "train", "val", "valid", "test", "annotations", "jpegimages"})
