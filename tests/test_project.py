@@ -3,6 +3,7 @@ the README stays a front page and its links (and those of docs/) lead somewhere.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -75,7 +76,10 @@ def test_the_readme_set_up_installs_what_make_installs():
 
 
 def test_make_lab_opens_the_notebooks_in_jupyterlab_of_the_venv():
-    done = subprocess.run(["make", "-n", "lab"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    # inside `make test` the parent make's MAKEFLAGS/MAKELEVEL would add "Entering directory" lines
+    environment = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    done = subprocess.run(["make", "--no-print-directory", "-n", "lab"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, check=True, env=environment)
     command = done.stdout.strip().splitlines()[-1].split()
     assert command[:2] == [".venv/bin/jupyter", "lab"], done.stdout  # its "python3" kernel is .venv/bin/python
     assert "--FileContentsManager.preferred_dir=notebooks" in command
