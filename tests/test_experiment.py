@@ -139,6 +139,15 @@ def test_summarize_takes_the_final_epoch_mean_and_std_over_seeds():
     assert row["val_map50_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
 
 
+def test_summarize_counts_only_the_seeds_that_have_the_metric():
+    rows = [dict(run_key=f"k{seed}", stage="target", country="gtsdb", strategy="finetune", num_target_images=50,
+                 seed=seed, learning_rate=1e-4, epoch=4, val_map50=0.2, map50_small=small, epoch_seconds=1.0)
+            for seed, small in ((0, float("nan")), (1, 0.3), (2, 0.2))]
+    summary = summarize(pd.DataFrame(rows), metric="map50_small").iloc[0]
+    assert summary["num_seeds"] == 2 and summary["map50_small_mean"] == pytest.approx(0.25)
+    assert summarize(pd.DataFrame(rows)).iloc[0]["num_seeds"] == 3
+
+
 def test_summarize_keeps_runs_that_differ_in_more_than_the_seed_apart():
     rows = [dict(run_key=f"k{l2}-{seed}", stage="target", country="germany", strategy="finetune",
                  num_target_images=50, seed=seed, learning_rate=1e-4, epoch=1,

@@ -141,7 +141,8 @@ def summarize(results: "pd.DataFrame", metric: str = "val_map50") -> "pd.DataFra
 
     Returns:
         One row per group with ``<metric>_mean``, ``<metric>_std`` (0 for a single seed),
-        ``num_seeds`` and the mean ``seconds`` of a run; best mean first within each country and size.
+        ``num_seeds`` (runs whose ``metric`` is not NaN: the mean and std are over these) and the mean
+        ``seconds`` of a run; best mean first within each country and size.
     """
     import pandas as pd
 
@@ -158,7 +159,7 @@ def summarize(results: "pd.DataFrame", metric: str = "val_map50") -> "pd.DataFra
         .agg(**{
             f"{metric}_mean": (metric, "mean"),
             f"{metric}_std": (metric, lambda values: float(np.std(values, ddof=1)) if len(values) > 1 else 0.0),
-            "num_seeds": ("seed", "nunique"),
+            "num_seeds": (metric, "count"),  # the runs (seeds) with a value: NaN is no seed
             "seconds": ("seconds", "mean"),
         })
         .reset_index()
