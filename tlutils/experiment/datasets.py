@@ -62,13 +62,12 @@ def real_info(spec: str, classes: str, max_val_images: int) -> DataInfo:
     Raises:
         ValueError: a split without training or validation images.
     """
-    from tlutils.data.specs import fingerprint
-
-    dataset, splits = real_splits(spec, classes)
+    state = _state_of(spec)
+    _, splits = _cached_splits(spec, classes, state)
     for name in ("train", "val"):
         if len(splits[name]) == 0:
             raise ValueError(f"{spec}: the {name} split is empty ({splits.rule}); give more images")
-    prints = fingerprint(dataset, spec)
+    prints = _cached_fingerprint(spec, classes, state)
     return DataInfo(len(splits["train"]), min(len(splits["val"]), max_val_images),
                     f"{prints['annotations_sha256']}-{prints['records_sha256']}", splits.rule)
 
@@ -84,6 +83,14 @@ def _state_of(spec: str) -> tuple[str, int]:
 
     path = Path(os.path.expanduser(parse_spec(spec).path))
     return str(path), path.stat().st_mtime_ns if path.exists() else 0
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_fingerprint(spec: str, classes: str, state: tuple[str, int]) -> dict[str, str | int]:
+    """``tlutils.data.specs.fingerprint`` of the loaded data: hashed once, not at every ``resolve``."""
+    from tlutils.data.specs import fingerprint
+
+    return fingerprint(_cached_splits(spec, classes, state)[0], spec)
 
 
 @functools.lru_cache(maxsize=8)
