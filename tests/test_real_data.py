@@ -49,6 +49,21 @@ def test_a_coco_dataset_is_a_target_like_a_country(coco_export, tmp_path):
     assert saved["data"] == resolved.data and saved["data_split"] == resolved.data_split
 
 
+def test_transfer_runs_of_one_target_and_seed_share_their_zero_shot_evaluation(coco_export, tmp_path):
+    """The zero-shot score depends on the transferred weights and the val frames only: the second
+    strategy reads it from ``<results>/scores`` instead of tiling the frames again."""
+    results, data = tmp_path / "results", tmp_path / "data"
+    rows = {strategy: run(RunConfig(profile="ci", target_data=f"coco:{coco_export}", strategy=strategy,
+                                    num_target_images=10), results, data_dir=data, verbose=0, tensorboard=False)
+            for strategy in ("head_only", "finetune")}
+    first, second = (rows[name].iloc[0] for name in ("head_only", "finetune"))
+    columns = ["val_map50", "coco_map", "map50_small", "map50_medium", "map50_large"]
+    assert first[columns].equals(second[columns])
+    assert second["eval_seconds"] < first["eval_seconds"]
+    # one zero-shot score and each run's final one
+    assert len(list((results / "scores").glob("*.json"))) == 3
+
+
 def test_the_run_key_follows_the_data_not_its_name(coco_export, tmp_path):
     """A changed box is other data (another key); the same file elsewhere is the same data."""
     config = RunConfig(profile="ci", target_data=f"coco:{coco_export}", strategy="finetune", num_target_images=10)

@@ -15,6 +15,7 @@ from tlutils.experiment.config import SGD_MOMENTUM, STEP_DECAY_FACTOR, STEP_DECA
 from tlutils.experiment.resolved import ResolvedRun, resolve
 from tlutils.experiment.results import CONFIG_COLUMNS, SIZE_COLUMNS
 from tlutils.experiment.run_data import build_data, label_maps, training_pool
+from tlutils.experiment.score_cache import CACHE_FOLDER
 from tlutils.experiment.state import load_state, restore_optimizer, restore_weights, save_state
 from tlutils.experiment.store import read_classes, run_lock, store_rows, stored_rows, write_classes
 from tlutils.transfer import Phase, epochs_of
@@ -135,6 +136,7 @@ class Training:
             preprocessing=resolved.preprocessing, l2_regularization=resolved.l2_regularization,
         )
         self.data = build_data(resolved, self.detector, pool, data_dir)
+        self.data.score_folder = results_dir / CACHE_FOLDER  # zero-shot scores are shared by runs
         self.trainer = SSDTrainer(self.detector)
         self.per_epoch = epochs_of(self.plan, resolved.steps_per_epoch)
         self.epochs_done, self.rows, self.state_folder = load_state(self.state_dir)
