@@ -6,22 +6,20 @@ BelgiumTS annotation files). A user's fresh clone has no such folder: tests that
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tlutils.paths import shared_data_dir
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def find_shared_dir() -> Path | None:
-    """The shared material folder, from ``$TLUTILS_SHARED`` or ``../shared`` beside the repo."""
-    candidates = [os.environ.get("TLUTILS_SHARED"), REPO_ROOT.parent / "shared"]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "data").is_dir():
-            return Path(candidate)
-    return None
+    """The shared material folder ``../shared`` beside the repo (``tlutils.paths.shared_data_dir``'s parent)."""
+    data = shared_data_dir(REPO_ROOT)
+    return data.parent if data is not None else None
 
 
 @pytest.fixture

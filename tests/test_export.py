@@ -1,16 +1,18 @@
 """YOLO export (``tlutils.data.export``): a hand-worked label file, exact round trips through ``load_yolo``
-and the ``yolo:`` spec, the errors that stop an export, and the sign-world stand-in in two formats."""
+and the ``yolo:`` spec, the errors that stop an export, the sign-world stand-ins in two labelling-tool
+formats and in the two benchmarks' formats, and how notebook 01's data parameters pick their data."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tlutils.data import DetectionDataset, DetectionRecord, load_spec, load_yolo
-from tlutils.data.export import export_yolo, real_format_example, yolo_spec
+from tlutils.data import DetectionDataset, DetectionRecord, load_spec, load_yolo, synth_dataset
+from tlutils.data.export import benchmark_format_example, benchmark_spec, export_yolo, real_format_example, yolo_spec
 from tlutils.data.pipeline import make_label_map
 
 #: Boxes come back from the normalized text within this many pixels (8 decimals of a side, float32 boxes).
@@ -121,3 +123,49 @@ def test_the_sign_world_example_is_the_same_data_as_coco_and_as_yolo(tmp_path):
     assert real_format_example("germany", 6, 128, data_dir=tmp_path) == example  # made once, then reused
     assert (folder / "yolo" / "classes.txt").stat().st_mtime_ns == stamp
     assert sorted(path.name for path in folder.iterdir()) == ["coco", "yolo"]  # no side folder left behind
+
+
+def test_the_benchmark_stand_in_holds_the_sign_world_frames_in_gtsdb_and_btsd_format(tmp_path):
+    example = benchmark_format_example("germany", 3, 128, data_dir=tmp_path)
+    folder = tmp_path.resolve() / "real-format-example" / "germany_3x128_benchmarks"
+    assert example == (f"gtsdb:{folder / 'gtsdb'}", f"btsd:{folder / 'BTSD_training_GTclear.txt'}")
+    frames = synth_dataset("germany", "val", 3, 128, tmp_path)
+    gtsdb, btsd = load_spec(example.gtsdb), load_spec(example.btsd)
+    assert len(gtsdb) == 3 and gtsdb.num_boxes == btsd.num_boxes == frames.num_boxes > 0
+    x0, y0, x1, y1 = frames[0].boxes[0].astype(int).tolist()
+    first_line = (folder / "gtsdb" / "gt.txt").read_text().splitlines()[0]
+    assert first_line.split(";")[:5] == ["00000.ppm", str(x0), str(y0), str(x1 - 1), str(y1 - 1)]  # inclusive
+    for loaded in (gtsdb, btsd):  # every sign keeps its pixels and its superclass
+        boxes = np.concatenate([record.boxes for record in loaded])
+        np.testing.assert_array_equal(boxes, np.concatenate([record.boxes.astype(int) for record in frames]))
+        assert [s for record in loaded for s in record.superclasses] == [
+            s for record in frames for s in record.superclasses]
+    assert benchmark_format_example("germany", 3, 128, data_dir=tmp_path) == example  # made once, then reused
+    assert sorted(path.name for path in folder.parent.iterdir()) == ["germany_3x128_benchmarks"]
+
+
+def test_a_benchmark_parameter_is_the_users_spec_else_the_shared_sample_else_the_stand_in(tmp_path):
+    stand_in = benchmark_format_example("germany", 6, 400, data_dir=tmp_path / "data")
+    shared = tmp_path / "shared" / "data"
+    shutil.copytree(stand_in.gtsdb.removeprefix("gtsdb:"), shared / "gtsdb-sample")  # a shared folder without BTSD
+    assert benchmark_spec("GTSDB_DATA", None, "gtsdb", shared, tmp_path / "data") == f"gtsdb:{shared / 'gtsdb-sample'}"
+    assert benchmark_spec("BTSD_DATA", None, "btsd", shared, tmp_path / "data") == stand_in.btsd
+    assert benchmark_spec("GTSDB_DATA", None, "gtsdb", None, tmp_path / "data") == stand_in.gtsdb
+    mine = f"gtsdb:{shared / 'gtsdb-sample'}/,on_error=skip"
+    assert benchmark_spec("GTSDB_DATA", mine, "gtsdb", None) == f"gtsdb:{shared / 'gtsdb-sample'},on_error=skip"
+
+
+@pytest.mark.parametrize("parameter, value, format_name, error, message", [
+    ("GTSDB_DATA", "gtsdb:{tmp}/nowhere", "gtsdb", FileNotFoundError, r"GTSDB_DATA = .*nowhere/gt\.txt does not exist"),
+    ("BTSD_DATA", "btsd:{tmp}/BTSD_training_GTclear.txt", "btsd", FileNotFoundError,
+     r"BTSD_DATA = .*BTSD_training_GTclear\.txt does not exist"),
+    ("BTSD_DATA", "btsd:{btsd},images={tmp}/no-images", "btsd", FileNotFoundError, r"BTSD_DATA = .*no-images does not"),
+    ("BTSD_DATA", "coco:{btsd}", "btsd", ValueError, r"BTSD_DATA = .* is coco data: BTSD_DATA takes a data spec btsd:"),
+    ("GTSDB_DATA", "{tmp}/gtsdb", "gtsdb", ValueError, r"GTSDB_DATA = .*has no format.*\n(.*\n)*GTSDB_DATA takes"),
+])
+def test_a_benchmark_parameter_that_names_nothing_says_which_parameter(tmp_path, parameter, value, format_name,
+                                                                     error, message):
+    btsd = tmp_path / "mine.txt"
+    btsd.write_text("01/image.000000.jp2;10;10;20;20;65;2;\n")
+    with pytest.raises(error, match=message):
+        benchmark_spec(parameter, value.format(tmp=tmp_path, btsd=btsd), format_name)

@@ -1,8 +1,12 @@
-"""Where things live: the project root, figures/, data/ and runs/<profile>/.
+"""Where things live: the project root, figures/, data/ and runs/<profile>/, and ../shared/data.
 
 Notebooks run from notebooks/ (JupyterLab), from runs/<profile>/notebooks/ (papermill, nbval) or from
 /content (Colab). They find the project by looking upward for this project's pyproject.toml, so no
-notebook needs a relative path or a ``sys.path`` hack. ``TLUTILS_ROOT`` overrides the search.
+notebook needs a relative path or a ``sys.path`` hack.
+
+``$TLUTILS_ROOT`` overrides the search: runs/, data/ and figures/ then go under that folder, which is
+how a read-only checkout runs the course (``TLUTILS_ROOT=~/tlutils-work tlutils course``); tlutils
+itself is still imported from the checkout. :func:`shared_data_dir` looks beside the folder it names.
 """
 
 from __future__ import annotations
@@ -51,3 +55,19 @@ def runs_dir(profile: str) -> Path:
     path = project_root() / "runs" / profile
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+#: Where the course's own machines keep real data, relative to the folder above the project root.
+SHARED_DATA = Path("shared") / "data"
+
+
+def shared_data_dir(project: str | os.PathLike | None = None) -> Path | None:
+    """``../shared/data`` beside the project (default :func:`project_root`), or None where there is none.
+
+    The course's own machines keep samples of the real datasets there (``gtsdb-sample/``,
+    ``gtsdb-train/``, ``btsd-annotations/``; its README says what each holds); a user's clone has no
+    such folder. Notebooks use it as the default of their data parameters, tests that need it skip.
+    """
+    root = Path(project).resolve() if project is not None else project_root()
+    path = root.parent / SHARED_DATA
+    return path if path.is_dir() else None

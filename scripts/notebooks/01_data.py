@@ -23,23 +23,31 @@
 #
 # `PROFILE` sets every size of the course (`tlutils.profiles`): `"ci"` runs in seconds (tests),
 # `"cpu"` is the course on a laptop, `"gpu"` is the paper's SSD300. papermill overrides this cell.
+#
+# `GTSDB_DATA` and `BTSD_DATA` are the real datasets of section 2, as data specs, the syntax notebook
+# 08's `SOURCE_DATA` and `TARGET_DATA` take: `"gtsdb:<folder>"` (the folder with `gt.txt` and the
+# frames; add `,on_error=skip` for the full official set, which lists one sign twice) and
+# `"btsd:<BTSD_training_GTclear.txt>"` (add `,images=<folder>` if you have the images). `None` takes the
+# sample in `../shared/data` beside the project when it is there, else a small stand-in; each dataset
+# is decided on its own.
 
 # %% tags=["parameters"]
 PROFILE = "cpu"
 GALLERY_IMAGES_PER_COUNTRY = 4  # scenes per country in the gallery
 SHOWN_REAL_IMAGES = 4  # GTSDB images drawn with their boxes
+GTSDB_DATA = None  # e.g. "gtsdb:/data/FullIJCNN2013"; None: ../shared/data's sample, else a stand-in
+BTSD_DATA = None  # e.g. "btsd:/data/BTSD_training_GTclear.txt"; None: likewise
 
 # %%
-import os
 from pathlib import Path
 
 import pandas as pd
 from IPython.display import Image
-from PIL import Image as PILImage
 
-from tlutils.data import load_btsd, load_gtsdb, synth_dataset
+from tlutils.data import load_spec, parse_spec, synth_dataset
+from tlutils.data.export import benchmark_spec
 from tlutils.data.synth import COUNTRIES, COUNTRY_SHIFT, SIGN_CLASSES
-from tlutils.paths import data_dir, project_root
+from tlutils.paths import shared_data_dir
 from tlutils.plotting import (box_table, course_figures_dir, plot_box_statistics, save_figure, save_gallery,
                               save_sign_table, show_records)
 from tlutils.profiles import get_profile
@@ -114,31 +122,16 @@ for dataset in sign_world.values():
 # - **BelgiumTS for detection** (BTSD, Timofte et al., MVA 2011): 5,905 training images (JPEG 2000)
 #   and `BTSD_training_GTclear.txt` with lines `camera/image;x1;y1;x2;y2;class id;superclass id;`.
 #
-# A sample of both lives in `../shared/data` next to this project when you have it (the project's own
-# machines do). Without it, the next cell writes a tiny stand-in in the same two formats, cut from
-# sign-world scenes, so that everything below still runs.
+# Point `GTSDB_DATA` and `BTSD_DATA` at your copies (Parameters above). Left at `None`, each comes from
+# the sample in `../shared/data` next to this project when you have it (the project's own machines
+# do), else from a tiny stand-in in the same format, cut from sign-world scenes
+# (`tlutils.data.export.benchmark_format_example`), so that everything below runs anywhere.
 
 # %%
-SHARED_DATA = Path(os.environ.get("TLUTILS_SHARED", project_root().parent / "shared")) / "data"
-if SHARED_DATA.is_dir():
-    gtsdb_root = SHARED_DATA / "gtsdb-sample"
-    btsd_file = SHARED_DATA / "btsd-annotations" / "BTSD_training_GTclear.txt"
-    print(f"real data from {SHARED_DATA}")
-else:
-    example = data_dir() / "real-format-example"
-    gtsdb_root, btsd_file = example / "gtsdb", example / "BTSD_training_GTclear.txt"
-    gtsdb_root.mkdir(parents=True, exist_ok=True)
-    print(f"no {SHARED_DATA}: writing a stand-in in the GTSDB and BTSD formats to {example}")
-    gtsdb_class = {"prohibitory": 1, "danger": 18, "mandatory": 35, "other": 12}  # one GTSDB class per superclass
-    btsd_class = {"prohibitory": "65;2", "danger": "2;1", "mandatory": "72;3", "other": "1;0"}  # class;superclass
-    gt_lines, btsd_lines = [], []
-    for index, record in enumerate(synth_dataset("germany", "val", 6, 400)):
-        PILImage.open(record.image_path).save(gtsdb_root / f"{index:05d}.ppm")
-        for (x0, y0, x1, y1), superclass in zip(record.boxes.astype(int), record.superclasses):
-            gt_lines.append(f"{index:05d}.ppm;{x0};{y0};{x1 - 1};{y1 - 1};{gtsdb_class[superclass]}\n")
-            btsd_lines.append(f"01/image.{index:06d}.jp2;{x0};{y0};{x1};{y1};{btsd_class[superclass]};\n")
-    (gtsdb_root / "gt.txt").write_text("".join(gt_lines))
-    btsd_file.write_text("".join(btsd_lines))
+shared = shared_data_dir()  # ../shared/data beside the project, or None
+gtsdb_data = benchmark_spec("GTSDB_DATA", GTSDB_DATA, "gtsdb", shared)
+btsd_data = benchmark_spec("BTSD_DATA", BTSD_DATA, "btsd", shared)
+print(f"GTSDB: {gtsdb_data}\nBTSD:  {btsd_data}")
 
 # %% [markdown]
 # Every loader returns a `DetectionDataset` of `DetectionRecord`s: pixel corners `(xmin, ymin, xmax,
@@ -147,8 +140,9 @@ else:
 # compared. The raw lines first, then what the loader made of them:
 
 # %%
-print("".join((gtsdb_root / "gt.txt").read_text().splitlines(keepends=True)[:3]))
-gtsdb = load_gtsdb(gtsdb_root)
+gt_file = Path(parse_spec(gtsdb_data).path).expanduser() / "gt.txt"
+print("".join(gt_file.read_text().splitlines(keepends=True)[:3]))
+gtsdb = load_spec(gtsdb_data)  # load_gtsdb(folder) underneath
 print(gtsdb.summary())
 gtsdb[0]
 
@@ -163,7 +157,7 @@ save_figure(figure, "01_gtsdb_sample", FIGURES)
 # download) it takes the nominal image size, 1628x1236, so the boxes can still be studied.
 
 # %%
-btsd = load_btsd(btsd_file)
+btsd = load_spec(btsd_data)  # load_btsd(annotation_file, image_root) underneath
 print(btsd.summary())
 pd.Series(btsd.box_counts()).sort_values(ascending=False).head(8).rename(index=btsd.classes).rename("boxes")
 

@@ -44,9 +44,6 @@ EXAMPLE_FRAMES = 24  # the stand-in, when TARGET_DATA is None
 EXAMPLE_FRAME_SIZE = None
 
 # %%
-import os
-from pathlib import Path
-
 import pandas as pd
 
 from tlutils.anchors import FIRST_LAYER_SCALE
@@ -55,7 +52,7 @@ from tlutils.data.export import real_format_example
 from tlutils.experiment import RunConfig, final_epochs, resolve, source_config, summarize, sweep
 from tlutils.experiment.datasets import real_splits
 from tlutils.experiment.run_data import REAL_TILE_OVERLAP_SHARE, REAL_TILE_SCALES, label_maps, training_pool
-from tlutils.paths import project_root, runs_dir
+from tlutils.paths import runs_dir, shared_data_dir
 from tlutils.plotting import (box_table, course_figures_dir, plot_box_sizes, plot_history, save_figure,
                               show_records, show_tiled_detections)
 from tlutils.profiles import get_profile
@@ -92,8 +89,9 @@ parse_spec(base.target_data)
 # where they are; nothing here needs them.
 
 # %%
-gtsdb_train = Path(os.environ.get("TLUTILS_SHARED", project_root().parent / "shared")) / "data" / "gtsdb-train"
-if TARGET_DATA is None and PROFILE != "ci" and gtsdb_train.is_dir():
+shared = shared_data_dir()  # ../shared/data beside the project, or None
+gtsdb_train = shared / "gtsdb-train" if shared is not None else None
+if TARGET_DATA is None and PROFILE != "ci" and gtsdb_train is not None and gtsdb_train.is_dir():
     print(f"GTSDB is here: TARGET_DATA = \"gtsdb:{gtsdb_train},on_error=skip\" studies real German photographs")
 
 # %% [markdown]

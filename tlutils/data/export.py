@@ -18,7 +18,9 @@ superclass: a loaded box has one only where its class is named like a superclass
 
 :func:`real_format_example` renders sign-world frames (``tlutils.data.synth``, a COCO
 ``annotations.json`` + PNG images) and exports them as YOLO: small data in two real formats for
-notebook 08 and its tests, made once under ``data/``.
+notebook 08 and its tests, made once under ``data/``. :func:`benchmark_format_example` writes
+sign-world frames in the two benchmarks' own formats, GTSDB and BelgiumTS, and :func:`benchmark_spec`
+picks notebook 01's data: the user's spec, else the sample in ``../shared/data``, else that stand-in.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from typing import NamedTuple
 
 from tlutils.data.records import DetectionDataset, DetectionRecord, read_image_size
 
-__all__ = ["ExampleData", "export_yolo", "real_format_example", "yolo_spec"]
+__all__ = ["BenchmarkExample", "ExampleData", "benchmark_format_example", "benchmark_spec", "export_yolo",
+           "real_format_example", "yolo_spec"]
 
 #: Decimals of the normalized YOLO coordinates: 1e-8 of a side, far below a pixel of any image.
 YOLO_DECIMALS = 8
@@ -157,6 +160,110 @@ def real_format_example(country: str, num_images: int, image_size: int, seed: in
     _write_once(coco, lambda side: generate(country, num_images, side, seed=seed, image_size=image_size))
     _write_once(yolo, lambda side: export_yolo(load_coco(coco / "annotations.json"), side))
     return ExampleData(f"coco:{coco / 'annotations.json'}", yolo_spec(yolo))
+
+
+#: Where ``../shared/data`` (:func:`tlutils.paths.shared_data_dir`) keeps each benchmark's sample.
+SHARED_SAMPLES = {"gtsdb": Path("gtsdb-sample"), "btsd": Path("btsd-annotations") / "BTSD_training_GTclear.txt"}
+#: The stand-in's classes: one GTSDB class id per superclass (GTSDB's ReadMe.txt), and BTSD's
+#: ``class id;superclass id`` (its readme's superclass numbers).
+GTSDB_STAND_IN_CLASSES = {"prohibitory": 1, "danger": 18, "mandatory": 35, "other": 12}
+BTSD_STAND_IN_CLASSES = {"prohibitory": "65;2", "danger": "2;1", "mandatory": "72;3", "other": "1;0"}
+#: The file name of the stand-in's BTSD annotations (the training file's name).
+BTSD_STAND_IN_FILE = "BTSD_training_GTclear.txt"
+
+
+class BenchmarkExample(NamedTuple):
+    """The same frames in the two benchmarks' formats (data specs); :func:`benchmark_format_example`."""
+
+    gtsdb: str
+    btsd: str
+
+
+def benchmark_format_example(country: str = "germany", num_images: int = 6, image_size: int = 400,
+                             data_dir: str | os.PathLike | None = None) -> BenchmarkExample:
+    """``num_images`` sign-world frames of ``country`` (its val set) in the GTSDB and BelgiumTS formats.
+
+    Written once under ``<data_dir>/real-format-example/<country>_<num_images>x<image_size>_benchmarks/``
+    (default data_dir: the project's ``data/``): ``gtsdb/`` holds ``00000.ppm`` ... and a ``gt.txt`` with
+    GTSDB's inclusive ``rightCol;bottomRow``, and :data:`BTSD_STAND_IN_FILE` has one BelgiumTS line per
+    box (``01/image.000000.jp2;x1;y1;x2;y2;class id;superclass id;``, no images). Every sign gets the
+    class of its superclass (:data:`GTSDB_STAND_IN_CLASSES`, :data:`BTSD_STAND_IN_CLASSES`).
+
+    Returns:
+        The two data specs, ``gtsdb:<...>/gtsdb`` and ``btsd:<...>/BTSD_training_GTclear.txt``, with
+        absolute paths.
+    """
+    from tlutils.data.synth import synth_dataset
+    from tlutils.paths import data_dir as default_data_dir
+
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    folder = root.resolve() / EXAMPLE_FOLDER / f"{country}_{num_images}x{image_size}_benchmarks"
+    frames = synth_dataset(country, "val", num_images, image_size, data_dir)
+    _write_once(folder, lambda side: _write_benchmark_files(frames, side))
+    return BenchmarkExample(f"gtsdb:{folder / 'gtsdb'}", f"btsd:{folder / BTSD_STAND_IN_FILE}")
+
+
+def _write_benchmark_files(frames: DetectionDataset, folder: Path) -> None:
+    """``folder/gtsdb/`` (PPM frames + ``gt.txt``) and ``folder/BTSD_training_GTclear.txt`` of ``frames``."""
+    from PIL import Image
+
+    (folder / "gtsdb").mkdir(parents=True)
+    gt_lines, btsd_lines = [], []
+    for index, record in enumerate(frames):
+        with Image.open(record.image_path) as image:
+            image.convert("RGB").save(folder / "gtsdb" / f"{index:05d}.ppm")
+        for (x0, y0, x1, y1), superclass in zip(record.boxes.astype(int).tolist(), record.superclasses):
+            gt_lines.append(f"{index:05d}.ppm;{x0};{y0};{x1 - 1};{y1 - 1};{GTSDB_STAND_IN_CLASSES[superclass]}\n")
+            btsd_lines.append(f"01/image.{index:06d}.jp2;{x0};{y0};{x1};{y1};{BTSD_STAND_IN_CLASSES[superclass]};\n")
+    (folder / "gtsdb" / "gt.txt").write_text("".join(gt_lines), encoding="utf-8")
+    (folder / BTSD_STAND_IN_FILE).write_text("".join(btsd_lines), encoding="utf-8")
+
+
+def benchmark_spec(parameter: str, value: str | None, format_name: str,
+                   shared: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None) -> str:
+    """The data spec of notebook parameter ``parameter`` (GTSDB or BTSD data), canonical.
+
+    - ``value`` given: it must be a ``format_name`` spec (``gtsdb:<folder>``, ``btsd:<annotations.txt>``,
+      with their options) whose annotations exist (a GTSDB folder's ``gt.txt``, the BTSD file, an
+      ``images=`` folder);
+    - ``value`` None: the sample in ``shared`` (``../shared/data``, :data:`SHARED_SAMPLES`) when it is
+      there, else the stand-in :func:`benchmark_format_example` writes under ``data_dir``.
+
+    Each benchmark is decided on its own: a shared folder without the BTSD file still gives its GTSDB.
+
+    Raises:
+        ValueError: ``value`` is no spec, or a spec of another format; the message names ``parameter``.
+        FileNotFoundError: ``value`` names files that are not there; the message names ``parameter``.
+    """
+    from tlutils.data.specs import FORMATS, parse_spec
+
+    if format_name not in SHARED_SAMPLES:
+        raise ValueError(f"format_name must be one of {', '.join(SHARED_SAMPLES)}, got {format_name!r}")
+    if value is None:
+        sample = Path(shared) / SHARED_SAMPLES[format_name] if shared is not None else None
+        if sample is not None and _benchmark_annotations(format_name, sample).is_file():
+            return str(parse_spec(f"{format_name}:{sample.resolve()}"))
+        return getattr(benchmark_format_example(data_dir=data_dir), format_name)
+    usage = (f"{parameter} takes a data spec {format_name}:{FORMATS[format_name].path}[,<option>=<value>], "
+             f"or None for the sample in ../shared/data or a stand-in")
+    try:
+        spec = parse_spec(value)
+    except ValueError as error:
+        raise ValueError(f"{parameter} = {value!r}: {error}\n{usage}") from None
+    if spec.format != format_name:
+        raise ValueError(f"{parameter} = {value!r} is {spec.format} data: {usage} (notebook 08 studies any format)")
+    needed = [_benchmark_annotations(format_name, Path(spec.path).expanduser())]
+    needed += [Path(spec.options["images"]).expanduser()] if "images" in spec.options else []
+    for path in needed:
+        if not path.exists():
+            raise FileNotFoundError(f"{parameter} = {value!r}: {path} does not exist (relative paths start in "
+                                    f"{Path.cwd()}). {usage}")
+    return str(spec)
+
+
+def _benchmark_annotations(format_name: str, path: Path) -> Path:
+    """The annotation file of a GTSDB folder (its ``gt.txt``) or of a BTSD spec (the file itself)."""
+    return path / "gt.txt" if format_name == "gtsdb" else path
 
 
 def _write_once(folder: Path, write: Callable[[Path], object]) -> None:
