@@ -1,6 +1,7 @@
 """From network outputs to detections: softmax, box decoding, per-class NMS, top-k.
 
-Conventions: coordinates are normalized to [0, 1]; detections' boxes are **corners**
+Conventions: coordinates are normalized to [0, 1] (x by the input's width, y by its height, so a
+non-square input decodes as a square one); detections' boxes are **corners**
 ``(xmin, ymin, xmax, ymax)``, clipped to [0, 1]; anchors are **centroids** ``(cx, cy, w, h)``
 (``tlutils.anchors``). Class 0 is background and is never reported; labels are ``1..C``.
 

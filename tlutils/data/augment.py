@@ -11,7 +11,7 @@ The chain follows the Caffe SSD / ssd.pytorch reference, in this order:
    ``[min_crop_scale, 1]`` of the canvas per side with height / width in ``[0.5, 2]``; boxes whose
    centre lies in the patch are kept and clipped to it;
 4. (off by default) horizontal flip;
-5. resize (warp) to the model's square input ``output_size x output_size``.
+5. resize (warp) to the model's input, ``output_size`` (a side, or ``(height, width)``).
 
 Conventions: images are ``uint8`` RGB ``(height, width, 3)``; boxes are **pixel** corners
 ``(xmin, ymin, xmax, ymax)`` in continuous coordinates (pixel ``i`` spans ``[i, i + 1)``), so a box
@@ -55,6 +55,8 @@ from typing import Mapping
 import numpy as np
 from PIL import Image
 
+from tlutils.anchors import Size, canonical_size, height_width
+
 # Fill colour of the zoom-out canvas: the ImageNet mean in RGB (123.68, 116.78, 103.94), rounded.
 MEAN_COLOR: tuple[int, int, int] = (124, 117, 104)
 
@@ -79,7 +81,8 @@ class Augmenter:
     ``Augmenter.validation(output_size)`` only resizes (for validation and test images).
 
     Attributes:
-        output_size: side of the square output image in pixels (the model's input size).
+        output_size: the output image in pixels, the model's input size: a side (square) or
+            ``(height, width)``; a square pair is stored as its side.
         photometric: random brightness, contrast, saturation and hue.
         zoom_out: the zoom-out ("expand") step.
         crop: the IoU-constrained random crop.
@@ -103,7 +106,7 @@ class Augmenter:
             are dropped (with their labels). The validation path keeps every box.
     """
 
-    output_size: int
+    output_size: Size
     photometric: bool = True
     zoom_out: bool = True
     crop: bool = True
@@ -125,8 +128,7 @@ class Augmenter:
     _flip_pairs: dict[int, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if int(self.output_size) != self.output_size or self.output_size < 1:
-            raise ValueError(f"output_size must be a positive integer, got {self.output_size!r}")
+        object.__setattr__(self, "output_size", canonical_size(self.output_size, "output_size"))
         if not self.max_zoom >= 1.0:
             raise ValueError(f"max_zoom must be >= 1 (1 = no zoom-out), got {self.max_zoom!r}")
         for name in ("zoom_out_probability", "flip_probability"):
@@ -154,9 +156,14 @@ class Augmenter:
         object.__setattr__(self, "_flip_pairs", _symmetric_pairs(self.flip_label_map))
 
     @classmethod
-    def validation(cls, output_size: int) -> Augmenter:
-        """The no-augmentation path: resize (warp) to ``output_size x output_size`` only."""
+    def validation(cls, output_size: Size) -> Augmenter:
+        """The no-augmentation path: resize (warp) to ``output_size`` only."""
         return cls(output_size, photometric=False, zoom_out=False, crop=False, flip=False)
+
+    @property
+    def output_shape(self) -> tuple[int, int]:
+        """``(height, width)`` of the output image."""
+        return height_width(self.output_size)
 
     @property
     def is_random(self) -> bool:
@@ -179,9 +186,9 @@ class Augmenter:
             rng: the only source of randomness; required unless the augmenter is the validation path.
 
         Returns:
-            ``(image uint8 (S, S, 3), boxes float32 (K', 4) pixel corners in the output image,
-            labels (K',))`` with ``S = output_size``; ``K' <= K`` (the crop and ``min_box_size``
-            drop boxes).
+            ``(image uint8 (H, W, 3), boxes float32 (K', 4) pixel corners in the output image,
+            labels (K',))`` with ``(H, W) = output_shape``; ``K' <= K`` (the crop and
+            ``min_box_size`` drop boxes).
 
         Raises:
             ValueError: malformed image, boxes or labels (the message names the box index), or no
@@ -191,7 +198,7 @@ class Augmenter:
         if self.is_random and rng is None:
             raise ValueError("this Augmenter is random: pass rng=np.random.default_rng(seed)")
         height, width = image.shape[:2]
-        size = self.output_size
+        out_height, out_width = self.output_shape
 
         # Geometry in "canvas" coordinates: the source image sits at (left, top) on the canvas.
         left, top, canvas_width, canvas_height = 0.0, 0.0, float(width), float(height)
@@ -210,16 +217,16 @@ class Augmenter:
                 labels = labels[keep]
 
         # Canvas -> output: u = (x - patch_x0) * scale_x (and the same for y).
-        scale = np.array([size / (patch[2] - patch[0]), size / (patch[3] - patch[1])] * 2)
+        scale = np.array([out_width / (patch[2] - patch[0]), out_height / (patch[3] - patch[1])] * 2)
         boxes = (boxes - patch[[0, 1, 0, 1]]) * scale
         placed = (np.array([left, top, left + width, top + height]) - patch[[0, 1, 0, 1]]) * scale
-        drawn, corner = _resample_visible_part(image, placed, size)
+        drawn, corner = _resample_visible_part(image, placed, out_width, out_height)
         if drawn is not None and self.photometric:
             drawn = self._distort(drawn, rng)
-        output = _compose(drawn, corner, size, self.fill_color)
+        output = _compose(drawn, corner, out_width, out_height, self.fill_color)
         if self.flip and rng.random() < self.flip_probability:
             output = output.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-            boxes = np.stack([size - boxes[:, 2], boxes[:, 1], size - boxes[:, 0], boxes[:, 3]], axis=1)
+            boxes = np.stack([out_width - boxes[:, 2], boxes[:, 1], out_width - boxes[:, 0], boxes[:, 3]], axis=1)
             labels = _swap_labels(labels, self._flip_pairs)
         if self.zoom_out or self.crop:
             sizes = boxes[:, 2:] - boxes[:, :2]
@@ -316,9 +323,9 @@ def resize_image(
 
 
 def _resample_visible_part(
-    image: np.ndarray, placed: np.ndarray, size: int
+    image: np.ndarray, placed: np.ndarray, out_width: int, out_height: int
 ) -> tuple[Image.Image | None, tuple[int, int]]:
-    """Resample the part of ``image`` that shows in a ``size x size`` output.
+    """Resample the part of ``image`` that shows in an ``out_width x out_height`` output.
 
     ``placed`` = ``(x0, y0, x1, y1)`` output coordinates of the source image's outer corners (they may
     lie outside the output). The visible part is rounded *inwards* to whole output pixels and the
@@ -334,7 +341,7 @@ def _resample_visible_part(
     scale_x, scale_y = (x1 - x0) / width, (y1 - y0) / height
     eps = 1e-6
     col_start, row_start = math.ceil(max(x0, 0.0) - eps), math.ceil(max(y0, 0.0) - eps)
-    col_stop, row_stop = math.floor(min(x1, size) + eps), math.floor(min(y1, size) + eps)
+    col_stop, row_stop = math.floor(min(x1, out_width) + eps), math.floor(min(y1, out_height) + eps)
     if col_stop <= col_start or row_stop <= row_start:
         return None, (0, 0)
     source_box = (
@@ -350,12 +357,13 @@ def _resample_visible_part(
 
 
 def _compose(
-    drawn: Image.Image | None, corner: tuple[int, int], size: int, fill_color: tuple[int, int, int]
+    drawn: Image.Image | None, corner: tuple[int, int], out_width: int, out_height: int,
+    fill_color: tuple[int, int, int],
 ) -> Image.Image:
-    """``drawn`` pasted at ``corner`` on a ``size x size`` canvas of ``fill_color``."""
-    if drawn is not None and drawn.size == (size, size):
+    """``drawn`` pasted at ``corner`` on an ``out_width x out_height`` canvas of ``fill_color``."""
+    if drawn is not None and drawn.size == (out_width, out_height):
         return drawn
-    canvas = Image.new("RGB", (size, size), tuple(fill_color))
+    canvas = Image.new("RGB", (out_width, out_height), tuple(fill_color))
     if drawn is not None:
         canvas.paste(drawn, corner)
     return canvas

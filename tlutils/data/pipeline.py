@@ -3,12 +3,14 @@
 :class:`DetectionSequence` turns records (or in-memory ``(image, boxes, labels)`` samples) into
 batches
 
-    ``(images float32 (B, S, S, 3) raw RGB 0-255,
+    ``(images float32 (B, H, W, 3) raw RGB 0-255,
        {"class_targets": int32 (B, A), "box_targets": float32 (B, A, 4)})``
 
-where ``S`` is the model's input size and ``A`` the number of its default boxes (anchors). Per image
-it runs the augmentation (:class:`tlutils.data.augment.Augmenter`, or only a resize for validation),
-normalizes the boxes to [0, 1] and calls :func:`tlutils.encoding.encode` against the model's anchors.
+where ``(H, W)`` is the model's input size (``input_size``: a side ``S`` for a square input, or
+``(height, width)``) and ``A`` the number of its default boxes (anchors). Per image it runs the
+augmentation (:class:`tlutils.data.augment.Augmenter`, or only a resize for validation), normalizes
+the boxes to [0, 1] (x by ``W``, y by ``H``) and calls :func:`tlutils.encoding.encode` against the
+model's anchors.
 
 Conventions: records keep **pixel** corners ``(xmin, ymin, xmax, ymax)`` and the dataset's own class
 ids; ``label_map`` maps those ids to the model's classes ``1..C`` (0 = background). Anchors are
@@ -31,8 +33,8 @@ Parallelism (Keras 3 ``PyDataset``): pass ``workers=N`` to build batches in ``N`
 resampling and NumPy release the GIL for part of the work), add ``use_multiprocessing=True`` for
 processes (the sequence is picklable). The default is :data:`DEFAULT_WORKERS` threads even where one
 keeps up: see there why one is slower on TensorFlow. Images are decoded once, when the sequence is
-built, and kept in memory at a working size (longest side ``2 * S`` by default), which keeps the sign
-world and few-shot subsets small and lets forked worker processes share the cache.
+built, and kept in memory at a working size (longest side twice the input's longer side by default),
+which keeps the sign world and few-shot subsets small and lets forked worker processes share the cache.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from typing import Literal, Union
 import keras
 import numpy as np
 
+from tlutils.anchors import Size, canonical_size, height_width
 from tlutils.data.augment import Augmenter, resize_image
 from tlutils.data.records import DetectionRecord, load_image
 from tlutils.encoding import encode
@@ -119,14 +122,15 @@ class DetectionSequence(keras.utils.PyDataset):
             already.
         batch_size: images per batch; the last batch is smaller unless ``drop_remainder``.
         augmenter: the training augmentation; ``None``: resize only (validation, test, prediction).
-        input_size: the model's square input size ``S``; needed without an augmenter, and must equal
-            ``augmenter.output_size`` with one.
+        input_size: the model's input size (``tlutils.model.input_size_of``): a side ``S`` or
+            ``(height, width)``; needed without an augmenter, and must equal ``augmenter.output_size``
+            with one.
         shuffle: a new order every epoch (from ``seed`` and the epoch); ``False``: dataset order.
         seed: seed of the order and of the augmentation.
         cache_images: decode every image once, now, and keep it in memory at ``working_size``;
             ``False``: decode on every use (for data that does not fit in memory).
-        working_size: longest side of the kept images (never enlarged); default ``2 * S``. Memory is
-            about ``num_images * working_size**2 * 3 * height / width`` bytes.
+        working_size: longest side of the kept images (never enlarged); default twice the input's
+            longer side. Memory is about ``num_images * working_size**2 * 3 * height / width`` bytes.
         unmapped: boxes whose label is not in ``label_map``: ``"raise"`` a ValueError, or ``"drop"``
             them (they become background: the detector learns *not* to fire on those signs).
         drop_remainder: leave out the last, smaller batch.
@@ -141,7 +145,7 @@ class DetectionSequence(keras.utils.PyDataset):
         label_map: Mapping[int, int] | None = None,
         batch_size: int = 16,
         augmenter: Augmenter | None = None,
-        input_size: int | None = None,
+        input_size: Size | None = None,
         shuffle: bool = True,
         seed: int = 0,
         cache_images: bool = True,
@@ -167,7 +171,9 @@ class DetectionSequence(keras.utils.PyDataset):
         self.seed = int(seed)
         self.drop_remainder = bool(drop_remainder)
         self.pos_iou, self.neg_iou = pos_iou, neg_iou
-        self.working_size = WORKING_SIZE_FACTOR * self.input_size if working_size is None else int(working_size)
+        if working_size is None:
+            working_size = WORKING_SIZE_FACTOR * max(self.input_shape)
+        self.working_size = int(working_size)
         if self.working_size < 1:
             raise ValueError(f"working_size must be a positive integer, got {working_size!r}")
 
@@ -215,15 +221,16 @@ class DetectionSequence(keras.utils.PyDataset):
             epoch = int(epoch)
             order = self._epoch_order(epoch)
         positions = order[index * self.batch_size : (index + 1) * self.batch_size]
-        size, num_anchors = self.input_size, len(self.anchors)
-        images = np.empty((len(positions), size, size, 3), dtype=np.float32)
+        (height, width), num_anchors = self.input_shape, len(self.anchors)
+        normalizer = np.array([width, height, width, height], dtype=np.float32)  # pixel corners -> [0, 1]
+        images = np.empty((len(positions), height, width, 3), dtype=np.float32)
         class_targets = np.empty((len(positions), num_anchors), dtype=np.int32)
         box_targets = np.empty((len(positions), num_anchors, 4), dtype=np.float32)
         for row, position in enumerate(positions):
             image, boxes, labels = self.sample(int(position), epoch)
             images[row] = image
             box_targets[row], class_targets[row] = encode(
-                boxes / size, labels, self.anchors, pos_iou=self.pos_iou, neg_iou=self.neg_iou
+                boxes / normalizer, labels, self.anchors, pos_iou=self.pos_iou, neg_iou=self.neg_iou
             )
         return images, {"class_targets": class_targets, "box_targets": box_targets}
 
@@ -239,6 +246,11 @@ class DetectionSequence(keras.utils.PyDataset):
         self._order = self._epoch_order(self.epoch)
 
     @property
+    def input_shape(self) -> tuple[int, int]:
+        """``(height, width)`` of the batches' images."""
+        return height_width(self.input_size)
+
+    @property
     def num_images(self) -> int:
         return len(self._sources)
 
@@ -251,7 +263,7 @@ class DetectionSequence(keras.utils.PyDataset):
         """Image ``index`` (dataset order) as the model sees it in ``epoch`` (default: the current one).
 
         Returns:
-            ``(image uint8 (S, S, 3), boxes float32 (K, 4) pixel corners in that image, labels int32
+            ``(image uint8 (H, W, 3), boxes float32 (K, 4) pixel corners in that image, labels int32
             (K,) model classes)`` — what the batch holds before the boxes are normalized and encoded.
         """
         epoch = self.epoch if epoch is None else int(epoch)
@@ -295,7 +307,8 @@ def ground_truths_for_eval(
     (K,) model classes}``, in dataset order.
 
     Normalized corners are the same at every input size (the pipeline warps the whole image to the
-    square input), so they compare directly with decoded detections of a model of any input size.
+    input, x by its width and y by its height), so they compare directly with decoded detections of a
+    model of any input size, square or not.
     Predict on a sequence built with ``shuffle=False`` so that detections come in the same order.
 
     Args:
@@ -319,12 +332,15 @@ def ground_truths_for_eval(
     ]
 
 
-def _input_size(augmenter: Augmenter | None, input_size: int | None) -> int:
+def _input_size(augmenter: Augmenter | None, input_size: Size | None) -> Size:
+    """The input size as stored: a side for a square, else ``(height, width)``."""
     if augmenter is None and input_size is None:
-        raise ValueError("give input_size (the model's input side) or an augmenter")
+        raise ValueError("give input_size (the model's input side or (height, width)) or an augmenter")
+    if input_size is not None:
+        input_size = canonical_size(input_size, "input_size")
     if augmenter is not None and input_size is not None and augmenter.output_size != input_size:
         raise ValueError(f"input_size {input_size} differs from augmenter.output_size {augmenter.output_size}")
-    return int(augmenter.output_size if augmenter is not None else input_size)
+    return augmenter.output_size if augmenter is not None else input_size
 
 
 def _check_label_map(label_map: Mapping[int, int]) -> dict[int, int]:

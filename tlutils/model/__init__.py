@@ -1,7 +1,7 @@
 """SSD-VGG16 for transfer learning: the detector, its freeze points and class-mapped weight transfer.
 
 - :func:`build_ssd_vgg16` builds the detector (``tlutils.model.ssd``; custom layers in
-  ``tlutils.model.layers``), :func:`anchor_config_for` gives its matching default boxes;
+  ``tlutils.model.layers``), :func:`anchor_config_for` gives its matching default boxes (square or ``(height, width)`` inputs);
 - :data:`FREEZE_POINTS`, :func:`block_of`, :func:`freeze`, :func:`trainable_summary`
   (``tlutils.model.freezing``);
 - :func:`transfer_weights` and its :class:`TransferReport` (``tlutils.model.weight_transfer``).
@@ -29,6 +29,7 @@ from tlutils.model.ssd import (
     boxes_per_cell,
     build_ssd_vgg16,
     feature_map_sizes,
+    input_size_of,
     load_vgg16_weights,
     num_classes_of,
     regularization_loss,
@@ -53,6 +54,7 @@ __all__ = [
     "build_ssd_vgg16",
     "feature_map_sizes",
     "freeze",
+    "input_size_of",
     "load_classifier_into",
     "load_vgg16_weights",
     "num_classes_of",

@@ -12,21 +12,22 @@ Layer names (a contract: weights load and transfer by name):
   ``{p}_box_reshape``; the outputs ``class_logits`` and ``box_offsets`` (concatenations).
 
 Output order along the anchor axis is prediction layer -> row -> column -> box, the order of
-``tlutils.anchors.generate_anchors``.
+``tlutils.anchors.generate_anchors``. Sizes are one side (square) or ``(height, width)``, as in
+``tlutils.anchors``.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import keras
 from keras import layers, ops
 
-from tlutils.anchors import AnchorConfig
+from tlutils.anchors import FIRST_LAYER_SCALE, AnchorConfig, Size, canonical_size, default_scales, height_width
 from tlutils.model.layers import PREPROCESSING_MODES, AtrousConv2D, ImagePreprocessing, L2Normalization
 
 # He et al. 2015 initialization for the ReLU convolutions (variance 2 / fan_in, as ssd_keras's
@@ -110,7 +111,7 @@ def scaled_channels(filters: int, width: float) -> int:
 
 def build_ssd_vgg16(
     num_classes: int,
-    input_size: int = 300,
+    input_size: Size = 300,
     width: float = 1.0,
     backbone_weights: str | os.PathLike | None = None,
     preprocessing: str = "caffe",
@@ -120,7 +121,10 @@ def build_ssd_vgg16(
 
     Args:
         num_classes: object classes C (background is extra: the model predicts C + 1 logits).
-        input_size: side S of the square input in pixels; any size builds (see :class:`ConvSpec`).
+        input_size: the input in pixels: a side ``S`` (square, ``H = W = S``) or ``(height, width)``
+            for a non-square input; any size builds (see :class:`ConvSpec`), and
+            :func:`anchor_config_for` gives its default boxes (the model itself holds no anchors, so
+            the smallest default box is a parameter of that function, not of this one).
         width: channel multiplier (e.g. 0.25 for CPU runs); channels are rounded, at least 8.
         backbone_weights: ``None`` (random), ``"imagenet"`` (downloads through
             ``keras.applications.VGG16``) or a path to VGG16 no-top weights; see
@@ -131,7 +135,7 @@ def build_ssd_vgg16(
             trainable layers only; read them with :func:`regularization_loss`.
 
     Returns:
-        A Functional model ``images (B, S, S, 3) float 0-255 -> {"class_logits": (B, A, C + 1),
+        A Functional model ``images (B, H, W, 3) float 0-255 -> {"class_logits": (B, A, C + 1),
         "box_offsets": (B, A, 4)}``; outputs are float32 also under a mixed precision policy.
 
     Raises:
@@ -140,7 +144,7 @@ def build_ssd_vgg16(
     _check_arguments(num_classes, input_size, width, backbone_weights, preprocessing, l2_regularization)
     regularizer = keras.regularizers.L2(l2_regularization) if l2_regularization > 0 else None
 
-    images = keras.Input(shape=(input_size, input_size, 3), name="image")
+    images = keras.Input(shape=(*height_width(input_size, "input_size"), 3), name="image")
     x = ImagePreprocessing(preprocessing, name="preprocessing")(images)
     features: dict[str, Any] = {}
     for block in range(1, len(VGG16_CONVS) + 1):
@@ -170,8 +174,7 @@ def _check_arguments(num_classes: Any, input_size: Any, width: Any, backbone_wei
     """Raise ``ValueError`` naming the first argument of :func:`build_ssd_vgg16` that is out of range."""
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be an integer >= 1 (background is added), got {num_classes!r}")
-    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
-        raise ValueError(f"input_size must be a positive integer (pixels), got {input_size!r}")
+    height_width(input_size, "input_size")  # raises ValueError: not a positive side or (height, width)
     if not isinstance(width, (int, float)) or not math.isfinite(width) or width <= 0:
         raise ValueError(f"width must be a positive number (1.0 = SSD300's channels), got {width!r}")
     if preprocessing not in PREPROCESSING_MODES:
@@ -249,17 +252,23 @@ def _head(features: Any, spec: PredictionSpec, kind: str, values_per_box: int, r
     return layers.Reshape((height * width * boxes, values_per_box), name=f"{spec.name}_{kind}_reshape")(x)
 
 
-def feature_map_sizes(model: keras.Model) -> tuple[int, ...]:
-    """Side of each prediction layer's (square) feature map, read from the head convs' output shapes.
+def feature_map_sizes(model: keras.Model) -> tuple[Size, ...]:
+    """Each prediction layer's feature map, read from the head convs' output shapes: its side where
+    it is square, else ``(rows, columns)`` (the form of ``AnchorConfig.feature_map_sizes``).
 
     Raises:
         ValueError: ``model`` is not an SSD from :func:`build_ssd_vgg16`.
     """
     sizes = []
     for spec in PREDICTION_LAYERS:
-        head = _get_layer(model, f"{spec.name}_class_head")
-        sizes.append(int(head.output.shape[1]))
+        shape = _get_layer(model, f"{spec.name}_class_head").output.shape  # (B, rows, columns, k)
+        sizes.append(canonical_size((int(shape[1]), int(shape[2]))))
     return tuple(sizes)
+
+
+def input_size_of(model: keras.Model) -> Size:
+    """The model's input in pixels: its side where square, else ``(height, width)``."""
+    return canonical_size((int(model.input_shape[1]), int(model.input_shape[2])))
 
 
 def boxes_per_cell(model: keras.Model) -> tuple[int, ...]:
@@ -273,24 +282,34 @@ def num_classes_of(model: keras.Model) -> int:
     return int(_get_layer(model, "class_logits").output.shape[-1]) - 1
 
 
-def anchor_config_for(model: keras.Model) -> AnchorConfig:
+def anchor_config_for(model: keras.Model, smallest_scale: float = FIRST_LAYER_SCALE) -> AnchorConfig:
     """The default boxes matching ``model``: its input size and its prediction layers' real feature maps.
 
-    ``config.num_anchors`` equals the model's anchor axis ``A`` for every input size. A model with
-    SSD300's geometry (input 300, maps 38, 19, 10, 5, 3, 1) gets ``AnchorConfig.ssd300()``, the
-    paper's release with steps 8, 16, 32, 64, 100, 300 px; any other gets
-    ``AnchorConfig.from_feature_maps`` (steps = input size / map size, SSD300's scales and ratios).
+    ``config.num_anchors`` equals the model's anchor axis ``A`` for every input size, square or not.
+    A model with SSD300's geometry (input 300, maps 38, 19, 10, 5, 3, 1) gets
+    ``AnchorConfig.ssd300()``, the paper's release with steps 8, 16, 32, 64, 100, 300 px; any other
+    gets ``AnchorConfig.from_feature_maps`` (steps = input size / map size per axis, SSD300's scales
+    and ratios). On a non-square input, scales are fractions of the shorter side and default boxes
+    keep their aspect ratios in pixels (``tlutils.anchors``).
+
+    Args:
+        model: an SSD from :func:`build_ssd_vgg16`.
+        smallest_scale: the first prediction layer's (conv4_3's) scale, a fraction of the input's
+            shorter side: the smallest default box. The default, ``FIRST_LAYER_SCALE`` = 0.1 (SSD300's
+            30 px), gives the boxes the model has always had; a smaller one suits objects smaller than
+            ``0.1 x`` the input (``default_scales`` gives the whole ladder). Train and evaluate with
+            the same value: it changes the targets, not the model.
 
     Raises:
-        ValueError: ``model`` is not an SSD from :func:`build_ssd_vgg16`, or its heads' boxes per cell
-            differ from the anchor config's.
+        ValueError: ``model`` is not an SSD from :func:`build_ssd_vgg16`, its heads' boxes per cell
+            differ from the anchor config's, or ``smallest_scale`` is out of range.
     """
-    image_size, sizes = int(model.input_shape[1]), feature_map_sizes(model)
+    image_size, sizes = input_size_of(model), feature_map_sizes(model)
     ssd300 = AnchorConfig.ssd300()
     if (image_size, sizes) == (ssd300.image_size, ssd300.feature_map_sizes):
-        config = ssd300
+        config = replace(ssd300, scales=default_scales(len(sizes), smallest_scale))  # ssd300 by default
     else:
-        config = AnchorConfig.from_feature_maps(image_size, sizes)
+        config = AnchorConfig.from_feature_maps(image_size, sizes, smallest_scale=smallest_scale)
     if config.boxes_per_cell != boxes_per_cell(model):
         raise ValueError(
             f"model {model.name!r} predicts {boxes_per_cell(model)} boxes per cell, its anchor config "
