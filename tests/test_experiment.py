@@ -17,10 +17,12 @@ import pytest
 from tlutils.anchors import AnchorConfig, generate_anchors
 from tlutils.data.augment import Augmenter
 from tlutils.data.pipeline import DetectionSequence
+from tlutils.evaluation import MAP_METRIC
 from tlutils.experiment import (
     RESULT_COLUMNS,
     RunConfig,
     expand_grid,
+    load_per_class,
     load_results,
     run,
     run_key,
@@ -29,6 +31,7 @@ from tlutils.experiment import (
     sweep_from_cli,
 )
 from tlutils.experiment.run_data import StepBatches, step_dataset
+from tlutils.experiment.store import read_classes
 from tlutils.model import FREEZE_POINTS, LAYERS_BY_BLOCK, block_of, build_ssd_vgg16, freeze, trainable_summary
 from tlutils.profiles import get_profile
 
@@ -193,6 +196,44 @@ def test_fit_reads_the_runner_batches_without_tf_data_autotuning():
     assert dataset.options().autotune.enabled is False
 
 
+class ImageRecorder(keras.Model):
+    """A one-weight model whose (eager) loss records the images of every batch ``fit`` trains on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dense = keras.layers.Dense(1)
+        self.images: list[np.ndarray] = []
+
+    def call(self, images):
+        return self.dense(keras.ops.mean(images, axis=(1, 2)))
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        self.images.append(np.asarray(x))
+        return keras.ops.mean(y_pred)
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("initial_epoch", [0, 2])
+def test_fit_trains_each_epoch_on_its_own_batches(initial_epoch):
+    # JAX's fit reads one batch to build an unbuilt model before the first epoch; Keras' enqueuer then
+    # handed out the batches it had made ahead for that read first, so every epoch trained on three
+    # batches of the previous one and a resumed run on batches of epoch 0 (tlutils.experiment.run_data).
+    dataset = step_dataset(tiny_sequence(), steps_per_epoch=4)
+    model = ImageRecorder()
+    model.compile(optimizer="sgd", run_eagerly=True)
+    set_epoch = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: setattr(dataset.steps, "epoch", epoch))
+    model.fit(dataset, epochs=initial_epoch + 2, initial_epoch=initial_epoch, shuffle=False, verbose=0,
+              callbacks=[set_epoch])
+    expected = StepBatches(tiny_sequence(), steps_per_epoch=4)
+    want = []
+    for epoch in range(initial_epoch, initial_epoch + 2):
+        expected.epoch = epoch
+        want += [expected.batch(index)[0] for index in range(4)]
+    assert len(model.images) == len(want)
+    for step, (got, image) in enumerate(zip(model.images, want)):
+        np.testing.assert_array_equal(got, image, err_msg=f"global step {initial_epoch * 4 + step}")
+
+
 # --- end-to-end runs -----------------------------------------------------------------------------
 
 
@@ -232,6 +273,35 @@ def test_every_target_run_starts_with_a_zero_shot_row(runs):
         for column in ("val_localization", "val_confidence", "val_map50", "coco_map"):
             assert zero[strategy][column] == zero[transferred[0]][column], (strategy, column)
     assert zero["scratch"]["val_confidence"] != zero["finetune"]["val_confidence"]
+
+
+def test_every_run_keeps_its_per_class_table(runs, results_dir):
+    """``per_class.csv`` of each run: the zero-shot (target runs) and the final evaluation, one row per
+    class of the run, whose AP@0.5 average to the row's val_map50 (classes without ground truth: NaN)."""
+    table = load_results(results_dir)
+    assert set(table["map_metric"]) == {MAP_METRIC}
+    per_class = load_per_class(results_dir)
+    assert set(per_class["run_key"]) == set(table["run_key"])
+    for key, rows in table.groupby("run_key"):
+        classes = read_classes((results_dir / rows["checkpoint"].iloc[-1]).parent)
+        evaluations = per_class[per_class["run_key"] == key]
+        for _, row in rows[rows["epoch"].isin([0, rows["epoch"].max()])].iterrows():
+            scored = evaluations[evaluations["epoch"] == row["epoch"]]
+            assert scored["class"].tolist() == list(classes.values()), (key, row["epoch"])
+            counted = scored[scored["num_ground_truths"] > 0]
+            assert scored.loc[scored["num_ground_truths"] == 0, "ap50"].isna().all()
+            assert counted["ap50"].mean() == pytest.approx(row["val_map50"], abs=1e-9)
+            assert scored["ap50_small"].mean() == pytest.approx(row["map50_small"], abs=1e-9, nan_ok=True)
+    assert len(load_per_class(results_dir, table["run_key"].iloc[-1])) > 0
+    with pytest.raises(ValueError, match="no finished runs"):
+        load_per_class(results_dir, "not-a-run")
+
+
+def test_a_table_written_before_the_metric_column_loads(runs, results_dir, tmp_path):
+    table = pd.read_csv(results_dir / "results.csv").drop(columns=["map_metric"])
+    table.to_csv(tmp_path / "results.csv", index=False)
+    loaded = load_results(tmp_path)
+    assert len(loaded) == len(table) and set(loaded["map_metric"]) == {MAP_METRIC}
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -346,6 +416,8 @@ def test_an_interrupted_run_resumes_and_ends_identical(runs, results_dir, data_d
     np.testing.assert_allclose(rows[numbers].to_numpy(float), reference[numbers].to_numpy(float), atol=1e-6,
                                equal_nan=True)
     assert rows["run_key"].tolist() == reference["run_key"].tolist()
+    pd.testing.assert_frame_equal(load_per_class(resumed_dir, rows["run_key"].iloc[0]),
+                                  load_per_class(results_dir, rows["run_key"].iloc[0]), atol=1e-6)
     for got, want in zip(_detector(resumed_dir, rows).get_weights(), _detector(results_dir, reference).get_weights()):
         np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
 
@@ -427,3 +499,23 @@ def test_no_tensorflow_means_no_tensorboard_and_a_note(monkeypatch, capsys, tmp_
                         lambda name, *args: None if name == "tensorflow" else real_find_spec(name, *args))
     assert _tensorboard(tmp_path, verbose=1) == []
     assert "TensorBoard" in capsys.readouterr().out
+
+
+def test_the_notebooks_verdicts_match_the_ci_table(runs):
+    """Issue 19: sentences of notebooks 05-06 come from ``tlutils.experiment.claims``; on a real ci table
+    each verdict agrees with the final-epoch numbers computed here independently."""
+    from tlutils.experiment.claims import compare, setting_verdicts
+
+    table = pd.concat(runs.values(), ignore_index=True)
+    target_rows = table[table["stage"] == "target"]
+    finals = target_rows.loc[target_rows.groupby("run_key")["epoch"].idxmax()].set_index("strategy")["val_map50"]
+    verdicts = setting_verdicts(summarize(target_rows))
+    assert len(verdicts) == 2  # transfer against scratch, finetune against the best frozen variant
+    best_transfer = finals.drop("scratch").idxmax()
+    best_frozen = finals[["freeze:block3", "head_only"]].idxmax()
+    # one seed: summarize reports a spread of 0
+    assert verdicts[0] == (f"{best_transfer} ({finals[best_transfer]:.3f} ± 0.000) "
+                           f"{compare(finals[best_transfer], 0.0, finals['scratch'], 0.0)} scratch "
+                           f"({finals['scratch']:.3f} ± 0.000)")
+    assert verdicts[1].startswith(f"finetune ({finals['finetune']:.3f} ± 0.000) "
+                                  f"{compare(finals['finetune'], 0.0, finals[best_frozen], 0.0)} {best_frozen}")

@@ -32,6 +32,7 @@ TRY_IMAGENET = True  # also train from VGG16's ImageNet weights (width-1.0 profi
 import pandas as pd
 
 from tlutils.experiment import RunConfig, resolve, run, run_name, synth_dataset
+from tlutils.experiment.claims import falls_first
 from tlutils.paths import runs_dir
 from tlutils.plotting import course_figures_dir, plot_history, save_figure, show_detections
 from tlutils.profiles import get_profile
@@ -64,8 +65,9 @@ pd.Series(resolve(config).to_dict(), dtype=object).to_frame("value")
 # augmentation is photometric only (brightness, contrast, saturation, hue); the few-shot target runs
 # of notebook 05 add the SSD paper's zoom-out and IoU-constrained crops. Neither flips images: a flip
 # turns "turn left" into "turn right". The `cpu` profile trains in `mixed_bfloat16` (bf16 arithmetic,
-# float32 weights, loss and outputs) where the CPU has bf16 units (AVX-512 BF16 or AMX): about 1.6x
-# faster per step there, with the same mAP as float32. Elsewhere bf16 is emulated and several times
+# float32 weights, loss and outputs) where the CPU has bf16 units (AVX-512 BF16 or AMX): faster per
+# step there, at the mAP of float32 (docs/performance.md has the measurements and the machines).
+# Elsewhere bf16 is emulated and several times
 # slower, so it trains in float32 (`mixed_precision` in the table above says which). If the session dies,
 # running the cell again resumes after the last finished epoch and ends with the same numbers; once
 # the run is finished, the cell only reads its rows back.
@@ -78,8 +80,13 @@ history[["epoch", "loss", "localization", "confidence", "regularization", "val_l
 # %% [markdown]
 # `loss` is what the optimizer minimizes: `confidence + localization` (each divided by the number of
 # matched default boxes) plus `regularization`, the L2 penalty, 0 here. `val_loss` is the same loss on
-# the validation images without augmentation. The first epoch's loss is the largest (an untrained head
-# is confidently wrong, notebook 03) and falls fast.
+# the validation images without augmentation. An untrained head is confidently wrong (notebook 03),
+# so the expectation is that the first epoch's loss is the largest and falls fast:
+
+# %%
+first, last = history["loss"].iloc[0], history["loss"].iloc[-1]
+print(f"loss {first:.2f} after epoch 1, {last:.2f} after epoch {int(history['epoch'].iloc[-1])}; the first "
+      f"epoch's loss is {'the largest' if falls_first(history['loss']) else 'not the largest'} of the run")
 
 # %%
 figure = plot_history(history, metrics=["loss", "localization", "confidence", "val_loss", "val_map50"], hue=None)

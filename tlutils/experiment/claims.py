@@ -1,0 +1,133 @@
+"""Sentences computed from a run's numbers, so a notebook's prose can never contradict its own rerun.
+
+A notebook that says "fine-tuning overtakes the frozen variants" is right for one run and wrong for
+the next seed, profile or machine. These functions read the results table (or a summary of it) and
+return the sentence the numbers support, with the numbers in it. Two means count as different only
+when their gap exceeds the seed spread (:func:`compare`), because on short CPU runs many differences
+are within it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: Verdicts of :func:`compare`, by the sign of the gap once it exceeds the spread.
+BEATS, WITHIN, BEHIND = "beats", "is within the seed spread of", "falls behind"
+
+
+def compare(mean_a: float, std_a: float, mean_b: float, std_b: float) -> str:
+    """:data:`BEATS` when ``a - b`` exceeds the larger of the two standard deviations (NaN counts as 0,
+    one seed), :data:`BEHIND` when ``b - a`` does, else :data:`WITHIN`.
+
+    Raises:
+        ValueError: a mean is NaN (nothing to compare).
+    """
+    if math.isnan(mean_a) or math.isnan(mean_b):
+        raise ValueError("compare needs two measured means, got NaN")
+    spread = max(0.0 if math.isnan(std_a) else std_a, 0.0 if math.isnan(std_b) else std_b)
+    gap = mean_a - mean_b
+    return BEATS if gap > spread else BEHIND if -gap > spread else WITHIN
+
+
+def _cell(summary: "pd.DataFrame", strategy: str, metric: str) -> tuple[float, float]:
+    row = summary[summary["strategy"] == strategy]
+    if row.empty:
+        raise ValueError(f"no {strategy!r} row in the summary; it has {sorted(summary['strategy'].unique())}")
+    return float(row[f"{metric}_mean"].iloc[0]), float(row[f"{metric}_std"].iloc[0])
+
+
+def _number(mean: float, std: float) -> str:
+    return f"{mean:.3f}" if math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+
+
+def compare_strategies(summary: "pd.DataFrame", first: str, second: str, metric: str = "val_map50") -> str:
+    """"finetune (0.412 ± 0.020) beats head_only (0.301 ± 0.015)" for one setting.
+
+    Args:
+        summary: :func:`~tlutils.experiment.results.summarize` rows of **one** setting (country, size):
+            one row per strategy with ``<metric>_mean`` and ``<metric>_std``.
+        first, second: the strategies compared.
+    """
+    _check_one_setting(summary)
+    mean_a, std_a = _cell(summary, first, metric)
+    mean_b, std_b = _cell(summary, second, metric)
+    return f"{first} ({_number(mean_a, std_a)}) {compare(mean_a, std_a, mean_b, std_b)} {second} ({_number(mean_b, std_b)})"
+
+
+def best_of(summary: "pd.DataFrame", strategies: Sequence[str], metric: str = "val_map50") -> str:
+    """The strategy of ``strategies`` (those present in the one-setting ``summary``) with the best mean."""
+    _check_one_setting(summary)
+    present = summary[summary["strategy"].isin(strategies)]
+    if present.empty:
+        raise ValueError(f"none of {list(strategies)} is in the summary")
+    return str(present.loc[present[f"{metric}_mean"].idxmax(), "strategy"])
+
+
+def transfer_against_scratch(summary: "pd.DataFrame", metric: str = "val_map50") -> str:
+    """Whether the best source-initialized strategy beats scratch in one setting, with the numbers."""
+    transferred = [name for name in summary["strategy"] if name != "scratch"]
+    return compare_strategies(summary, best_of(summary, transferred, metric), "scratch", metric)
+
+
+def finetune_against_frozen(summary: "pd.DataFrame", metric: str = "val_map50") -> str:
+    """finetune against the best frozen variant (``freeze:*``, ``head_only``) of one setting."""
+    frozen = [name for name in summary["strategy"] if name.startswith("freeze:") or name == "head_only"]
+    return compare_strategies(summary, "finetune", best_of(summary, frozen, metric), metric)
+
+
+def setting_verdicts(summary: "pd.DataFrame", metric: str = "val_map50") -> list[str]:
+    """The comparisons one setting's strategies allow: :func:`transfer_against_scratch` when scratch and
+    a transfer ran, :func:`finetune_against_frozen` when finetune and a frozen variant ran."""
+    names = set(summary["strategy"])
+    verdicts = []
+    if "scratch" in names and len(names) > 1:
+        verdicts.append(transfer_against_scratch(summary, metric))
+    if "finetune" in names and any(name.startswith("freeze:") or name == "head_only" for name in names):
+        verdicts.append(finetune_against_frozen(summary, metric))
+    return verdicts
+
+
+def rank_agreement(values: "pd.DataFrame", by: str, against: str = "val_map50") -> str:
+    """Whether ranking rows (one per strategy, indexed by it) by ``by`` (lower is better: a loss)
+    gives the order of ``against`` (higher is better: mAP); names both orders.
+    """
+    if len(values) < 2:
+        raise ValueError(f"ranking needs at least two rows, got {len(values)}")
+    by_loss = list(values.sort_values(by).index)
+    by_map = list(values.sort_values(against, ascending=False).index)
+    verdict = "the same order" if by_loss == by_map else "a different order"
+    return (f"lowest {by} first: {', '.join(by_loss)}; highest {against} first: {', '.join(by_map)} "
+            f"-- {verdict}")
+
+
+def change_sentence(name: str, before: float, after: float, what: str = "val mAP@0.5") -> str:
+    """"<name>: <what> 0.512 -> 0.104 (-80 %)"; the relative change is left out when ``before`` is 0."""
+    relative = "" if before == 0 else f" ({(after - before) / abs(before):+.0%})"
+    return f"{name}: {what} {before:.3f} -> {after:.3f}{relative}"
+
+
+def falls_first(history: Sequence[float]) -> bool:
+    """Whether the first value of a per-epoch curve is its largest (a loss that falls from the start)."""
+    if not len(history):
+        raise ValueError("an empty curve")
+    return float(history[0]) >= max(float(value) for value in history)
+
+
+def worst_and_best(values: Mapping[str, float]) -> tuple[str, str]:
+    """The keys of the smallest and the largest value."""
+    if not values:
+        raise ValueError("nothing to compare")
+    return min(values, key=values.__getitem__), max(values, key=values.__getitem__)
+
+
+def _check_one_setting(summary: "pd.DataFrame") -> None:
+    for column in ("country", "num_target_images"):
+        if column in summary and summary[column].nunique() > 1:
+            raise ValueError(f"the summary holds several settings ({column}: {sorted(summary[column].unique())}); "
+                             "select one first")
+    if summary["strategy"].duplicated().any():
+        raise ValueError("the summary has several rows per strategy (other learning rates or L2?); select one")
