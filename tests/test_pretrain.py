@@ -322,3 +322,42 @@ def test_the_package_and_its_configuration_import_no_backend():
     code = "import sys, tlutils.pretrain, tlutils.pretrain.config; print(sorted(sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert not {"keras", "tensorflow", "jax", "torch"} & {name.split(".")[0] for name in eval(loaded)}
+
+
+# --- through the runner and the sweep command ------------------------------------------------------
+
+
+def test_a_source_run_from_the_classifier_starts_with_its_convs_bit_for_bit(tmp_path):
+    """The runner's ``classifier`` start: the pretrained file is made (cached under the results folder),
+    recorded in the run's key, and the detector the runner builds holds its 13 convs exactly."""
+    from tlutils.experiment import RunConfig, resolve
+    from tlutils.experiment.resolved import pretrain_config
+    from tlutils.experiment.runner import Training
+
+    config = RunConfig(stage="source", source_data="belgium", strategy="classifier", profile="ci")
+    resolved = resolve(config)
+    assert resolved.pretrained_key == pretrain_config(config).key
+    assert resolved.key != resolve(config.replace(strategy="scratch")).key
+    results, run_dir = tmp_path / "results", tmp_path / "results" / "runs" / resolved.name
+    run_dir.mkdir(parents=True)
+    training = Training(resolved, run_dir, results, tmp_path / "data", None)
+    (classifier_path,) = (results / "pretrained").glob("classifier_*.keras")
+    classifier = keras.saving.load_model(classifier_path, compile=False)
+    classifier_weights, detector_weights = _weights(classifier), _weights(training.detector)
+    for name in CONVS:
+        _assert_equal(detector_weights[name], classifier_weights[name], name)
+
+
+@pytest.mark.core
+def test_the_sweep_command_compares_source_starts():
+    from tlutils.cli import build_parser
+    from tlutils.experiment.sweeps import SOURCE_STARTS, cli_grid
+
+    args = build_parser().parse_args(["sweep", "--profile", "ci", "--stage", "source", "--seeds", "0", "1",
+                                      "--total-steps", "16", "--l2-regularization", "0.0005"])
+    grid, base = cli_grid(args)
+    assert "target_data" not in grid and grid["strategy"] == list(SOURCE_STARTS)
+    assert grid["num_target_images"] == [None] and grid["seed"] == [0, 1]
+    assert (base.stage, base.total_steps, base.l2_regularization) == ("source", 16, 0.0005)
+    args = build_parser().parse_args(["sweep", "--profile", "ci", "--strategies", "finetune"])
+    assert cli_grid(args)[1].stage == "target"

@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
     bench.set_defaults(handler=_bench)
 
-    sweep = commands.add_parser("sweep", help="run a transfer sweep and append to a results CSV")
+    sweep = commands.add_parser("sweep", help="run a transfer (or source-start) sweep and append to a results CSV")
     sweep.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
     sweep.add_argument("--target-data", nargs="*", default=None, metavar="SPEC",
                        help="target data specs: synth:<country> (or a bare country), gtsdb:<folder>, "
@@ -123,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--strategies", nargs="*", default=None)
     sweep.add_argument("--num-target-images", nargs="*", type=int, default=None)
     sweep.add_argument("--seeds", nargs="*", type=int, default=None)
+    sweep.add_argument("--stage", choices=["target", "source"], default="target",
+                       help="source: compare source-detector starts (--strategies scratch classifier detector "
+                            "imagenet) on --source-data; --num-target-images then sizes the source set")
+    sweep.add_argument("--total-steps", type=int, default=None,
+                       help="optimizer steps per run (default: the profile's budget for the stage)")
     sweep.add_argument("--l2-regularization", type=float, default=0.0,
                        help="L2 factor inside the loss (notebooks 05 and 06 use ssd_keras' 0.0005)")
     sweep.add_argument("--out", default=None, help="results directory (default runs/<profile>)")

@@ -83,23 +83,35 @@ def sweep(
     frames = []
     for config in iterator:
         if progress and hasattr(iterator, "set_postfix_str"):
-            iterator.set_postfix_str(f"{config.target_data} {config.strategy} n={config.num_target_images} "
+            iterator.set_postfix_str(f"{config.data} {config.strategy} n={config.num_target_images} "
                                      f"s={config.seed}")
         frames.append(run(config, results_dir, data_dir=data_dir, verbose=verbose))
     return pd.concat(frames, ignore_index=True) if frames else empty_results()
 
 
+#: The source-detector starts a ``--stage source`` sweep compares when ``--strategies`` is left out
+#: (``imagenet`` needs VGG16's ImageNet weights: name it to include it).
+SOURCE_STARTS = ("scratch", "classifier", "detector")
+
+
 def cli_grid(args: Any) -> tuple[dict[str, list[Any]], RunConfig]:
-    """The grid and base configuration ``tlutils sweep`` names (the profile's where an option is left out)."""
+    """The grid and base configuration ``tlutils sweep`` names (the profile's where an option is left out).
+
+    ``--stage source`` compares source-detector starts on ``--source-data`` (the thesis' variants);
+    there ``--num-target-images`` sizes the source training set (default: the profile's).
+    """
     profile = get_profile(args.profile)
-    grid = {
-        "target_data": list(getattr(args, "target_data", None) or args.countries or profile.countries),
-        "strategy": list(args.strategies or DEFAULT_STRATEGIES),
-        "num_target_images": list(args.num_target_images or profile.target_sizes),
-        "seed": list(args.seeds if args.seeds is not None else profile.seeds),
-    }
-    base = RunConfig(profile=args.profile, num_target_images=grid["num_target_images"][0],
+    source = getattr(args, "stage", "target") == "source"
+    grid: dict[str, list[Any]] = {} if source else {
+        "target_data": list(getattr(args, "target_data", None) or args.countries or profile.countries)}
+    grid["strategy"] = list(args.strategies or (SOURCE_STARTS if source else DEFAULT_STRATEGIES))
+    sizes = args.num_target_images or ([None] if source else profile.target_sizes)
+    grid["num_target_images"] = list(sizes)
+    grid["seed"] = list(args.seeds if args.seeds is not None else profile.seeds)
+    base = RunConfig(stage="source" if source else "target", profile=args.profile,
+                     num_target_images=grid["num_target_images"][0],
                      l2_regularization=getattr(args, "l2_regularization", 0.0),
+                     total_steps=getattr(args, "total_steps", None),
                      source_data=getattr(args, "source_data", None) or RunConfig.source_data,
                      classes=getattr(args, "classes", None) or RunConfig.classes)
     return grid, base
@@ -110,8 +122,9 @@ def sweep_from_cli(args: Any) -> int:
     exit code 0."""
     grid, base = cli_grid(args)
     results = sweep(grid, args.out, base=base)
+    stage = getattr(args, "stage", "target")
     with wide_pandas():
-        print(summarize(results[results["stage"] == "target"]).to_string(index=False))
+        print(summarize(results[results["stage"] == stage]).to_string(index=False))
     where = Path(args.out) if args.out else None
     if where is None:
         from tlutils.paths import runs_dir
