@@ -11,7 +11,15 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from tlutils.evaluation import COCO_STATS, SIZE_BUCKETS, coco_map, map_by_size, mean_average_precision
+from tlutils.evaluation import (
+    COCO_STATS,
+    MAP_METHOD,
+    SIZE_BUCKETS,
+    class_scores,
+    coco_map,
+    map_by_size,
+    mean_average_precision,
+)
 
 A = [0.0, 0.0, 0.5, 0.5]
 B = [0.5, 0.5, 1.0, 1.0]
@@ -338,3 +346,47 @@ def test_size_buckets_use_each_images_pixels_and_half_open_bounds():
     assert result["small"]["per_class"] == {1: 1.0} and result["medium"]["per_class"] == {1: 1.0, 2: 1.0}
     with pytest.raises(ValueError, match="image_size must be"):
         map_by_size(found, truths, image_sizes=[(300, 300)] * 2)
+
+
+# --- per-class scores: what evaluate_detector and evaluate_tiled report per class ---
+
+
+def per_class_case():
+    """Class 1: the hand case (A, B; hit, miss, hit); class 2: a small sign found once and a large one
+    missed; class 3: detections only; class 4: a difficult ground truth only."""
+    found, truths = hand_case()
+    small, large = [0.02, 0.02, 0.06, 0.06], [0.1, 0.1, 0.9, 0.9]
+    truths[0] = image([A, small, FAR], [1, 2, 4], difficult=[False, False, True])
+    truths[1] = image([B, large], [1, 2])
+    found[0] = image([A, FAR, small, B], [1, 1, 2, 3], [0.9, 0.8, 0.6, 0.5])
+    return found, truths
+
+
+def test_class_scores_are_mean_average_precision_per_class_and_nan_without_ground_truth():
+    found, truths = per_class_case()
+    scores = class_scores(found, truths, image_sizes=300)
+    plain = mean_average_precision(found, truths, method=MAP_METHOD)
+    assert plain["per_class"] == {1: pytest.approx(HAND_AP["all_points"]), 2: pytest.approx(0.5)}
+    assert {label: scores["per_class"][label] for label in (1, 2)} == plain["per_class"]  # the same numbers
+    assert np.isnan(scores["per_class"][3]) and np.isnan(scores["per_class"][4])  # undefined, not 0
+    assert scores["map50"] == plain["map"]
+    assert scores["num_ground_truths"] == {1: 2, 2: 2, 3: 0, 4: 0}
+    # by size (300 px): the small sign is 12 x 12 px, A and B 150 x 150, the missed one 240 x 240
+    buckets = map_by_size(found, truths, 300)
+    assert scores["per_class_by_size"]["small"][2] == buckets["small"]["per_class"][2] == 1.0
+    assert scores["per_class_by_size"]["large"][1] == buckets["large"]["per_class"][1]
+    assert scores["per_class_by_size"]["large"][2] == 0.0 and np.isnan(scores["per_class_by_size"]["small"][1])
+    assert scores["by_size"] == {name: pytest.approx(bucket["map"], nan_ok=True) for name, bucket in buckets.items()}
+
+
+def test_class_scores_are_keyed_by_name_and_every_label_needs_one():
+    found, truths = per_class_case()
+    names = {1: "stop", 2: "yield", 3: "priority_road", 4: "give_way", 5: "no_entry"}
+    scores = class_scores(found, truths, image_sizes=300, class_names=names, by_size=False)
+    assert list(scores["per_class"]) == list(names.values()) and "per_class_by_size" not in scores
+    assert scores["per_class"]["stop"] == pytest.approx(HAND_AP["all_points"])
+    assert np.isnan(scores["per_class"]["no_entry"]) and scores["num_ground_truths"]["no_entry"] == 0
+    with pytest.raises(ValueError, match=r"labels \[3, 4\] have no name"):
+        class_scores(found, truths, 300, class_names={1: "stop", 2: "yield"})
+    with pytest.raises(ValueError, match="one name"):
+        class_scores(found, truths, 300, class_names={1: "stop", 2: "stop", 3: "a", 4: "b"})

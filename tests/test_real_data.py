@@ -12,11 +12,13 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tlutils.data.synth import generate
-from tlutils.experiment import RunConfig, resolve, run
+from tlutils.experiment import RunConfig, load_per_class, resolve, run
 from tlutils.experiment.datasets import load_split
+from tlutils.experiment.store import read_classes
 
 pytestmark = pytest.mark.slow
 
@@ -47,6 +49,14 @@ def test_a_coco_dataset_is_a_target_like_a_country(coco_export, tmp_path):
     assert rows[["map50_small", "map50_medium", "map50_large"]].iloc[-1].between(0, 1).sum() >= 1
     saved = json.loads((tmp_path / "results" / rows["checkpoint"].iloc[-1]).parent.joinpath("config.json").read_text())
     assert saved["data"] == resolved.data and saved["data_split"] == resolved.data_split
+    # AP@0.5 per class on whole frames at epoch 0 and 3, by name; its mean over classes with ground truth is mAP
+    per_class = load_per_class(tmp_path / "results", rows["run_key"].iloc[0])
+    classes = read_classes((tmp_path / "results" / rows["checkpoint"].iloc[-1]).parent)
+    assert sorted(set(per_class["epoch"])) == [0, 3]
+    assert per_class.query("epoch == 3")["class"].tolist() == list(classes.values())
+    for epoch, scored in per_class.groupby("epoch"):
+        counted = scored[scored["num_ground_truths"] > 0]
+        assert counted["ap50"].mean() == pytest.approx(rows.set_index("epoch").loc[epoch, "val_map50"], abs=1e-9)
 
 
 def test_transfer_runs_of_one_target_and_seed_share_their_zero_shot_evaluation(coco_export, tmp_path):
@@ -59,6 +69,10 @@ def test_transfer_runs_of_one_target_and_seed_share_their_zero_shot_evaluation(c
     first, second = (rows[name].iloc[0] for name in ("head_only", "finetune"))
     columns = ["val_map50", "coco_map", "map50_small", "map50_medium", "map50_large"]
     assert first[columns].equals(second[columns])
+    per_class = {name: load_per_class(results, rows[name]["run_key"].iloc[0]).query("epoch == 0")
+                 for name in ("head_only", "finetune")}  # the cache keeps the per-class scores too
+    numbers = ["class", "ap50", "num_ground_truths", "ap50_small", "ap50_medium", "ap50_large"]
+    pd.testing.assert_frame_equal(per_class["head_only"][numbers], per_class["finetune"][numbers])
     assert second["eval_seconds"] < first["eval_seconds"]
     # one zero-shot score and each run's final one
     assert len(list((results / "scores").glob("*.json"))) == 3

@@ -60,6 +60,11 @@ COCO_MAX_DETECTIONS = 100
 #: COCO's object sizes by pixel area (pycocotools ``Params.areaRng``): ``[low, high)`` here, so each box
 #: is in exactly one (pycocotools counts an area of exactly 32**2 or 96**2 in both neighbours).
 SIZE_BUCKETS = {"small": (0.0, 32.0**2), "medium": (32.0**2, 96.0**2), "large": (96.0**2, float("inf"))}
+#: What ``map50`` of ``evaluate_detector`` / ``evaluate_tiled`` (the results table's ``val_map50``) is:
+#: the results table records it in its ``map_metric`` column.
+MAP_METRIC = "VOC all-points AP@0.5"
+#: The ``mean_average_precision`` method that computes it.
+MAP_METHOD = "all_points"
 #: Names of ``COCOeval.stats``, in order.
 COCO_STATS = (
     "map", "ap50", "ap75", "ap_small", "ap_medium", "ap_large",
@@ -455,9 +460,11 @@ VAL_LOSS_TERMS = ("loss", "localization", "confidence")
 
 
 def evaluate_detector(model: "keras.Model", sequence: "DetectionSequence", truths: list[dict[str, np.ndarray]],
-                      anchors: np.ndarray, coco: bool = False, losses: bool = False) -> dict[str, float]:
-    """``map50`` (VOC all-points mAP at IoU 0.5) and, with ``coco``, ``coco_map`` and ``map50_small`` /
-    ``_medium`` / ``_large`` (``map_by_size`` at the input size) on a validation set.
+                      anchors: np.ndarray, coco: bool = False, losses: bool = False,
+                      class_names: Mapping[int, str] | None = None) -> dict[str, Any]:
+    """``map50`` (``MAP_METRIC``: VOC all-points mAP at IoU 0.5) and its parts per class
+    (``class_scores``) and, with ``coco``, ``coco_map``, ``map50_small`` / ``_medium`` / ``_large``
+    (``map_by_size`` at the input size) and ``per_class_by_size`` on a validation set.
 
     With ``losses``, also the validation loss from the same forward pass (what ``SSDTrainer.evaluate``
     reports, without a second pass over the data): ``localization`` and ``confidence`` (the MultiBox
@@ -470,7 +477,9 @@ def evaluate_detector(model: "keras.Model", sequence: "DetectionSequence", truth
         sequence: validation batches built with ``shuffle=False``, so predictions line up with ``truths``.
         truths: ``tlutils.data.pipeline.ground_truths_for_eval(sequence)``.
         anchors: the detector's anchors ``(A, 4)``.
+        class_names: model class ``1..C`` -> name, to key the per-class scores by name.
     """
+    from tlutils.anchors import height_width
     from tlutils.decoding import decode_detections
 
     detections: list[dict[str, np.ndarray]] = []
@@ -481,15 +490,81 @@ def evaluate_detector(model: "keras.Model", sequence: "DetectionSequence", truth
         detections.extend(decode_detections(outputs["class_logits"], outputs["box_offsets"], anchors))
         if loss_sums is not None:
             loss_sums.add(targets, outputs)
-    scores = {"map50": float(mean_average_precision(detections, truths, iou_threshold=IOU_THRESHOLD,
-                                                    method="all_points")["map"])}
+    height, width = height_width(sequence.input_size)  # the scored images are the inputs
+    scores = class_scores(detections, truths, (width, height), class_names, by_size=coco)
     if coco:
-        scores["coco_map"] = float(coco_map(detections, truths, image_size=sequence.input_size)["map"])
-        by_size = map_by_size(detections, truths, sequence.input_size, iou_threshold=IOU_THRESHOLD)
-        scores.update({f"map50_{name}": float(bucket["map"]) for name, bucket in by_size.items()})
+        scores["coco_map"] = float(coco_map(detections, truths, image_size=(width, height))["map"])
+        scores.update({f"map50_{name}": value for name, value in scores.pop("by_size").items()})
     if loss_sums is not None:
         scores.update(loss_sums.means())
     return scores
+
+
+#: The per-class scores of ``class_scores`` (``per_class_by_size`` only where sizes were scored).
+PER_CLASS_KEYS = ("per_class", "num_ground_truths", "per_class_by_size")
+
+
+def class_scores(
+    detections: Sequence[dict[str, Any]],
+    ground_truths: Sequence[dict[str, Any]],
+    image_sizes: int | tuple[int, int] | Sequence[tuple[int, int]],
+    class_names: Mapping[int, str] | None = None,
+    by_size: bool = True,
+) -> dict[str, Any]:
+    """``MAP_METRIC`` over all classes, per class, and (with ``by_size``) per class and object size.
+
+    The numbers are ``mean_average_precision(method=MAP_METHOD)`` and ``map_by_size``'s; this only
+    lists every class -- those named in ``class_names``, else every label of the detections or ground
+    truths -- so that a class without ground truth that counts shows NaN (AP is undefined there), never
+    a missing entry or 0.
+
+    Args:
+        detections, ground_truths: as for ``mean_average_precision``, boxes normalized to [0, 1].
+        image_sizes: as for ``map_by_size`` (used with ``by_size`` only).
+        class_names: model class -> name: key the classes by name (each label must have one);
+            ``None``: by model class.
+        by_size: also score COCO's small / medium / large objects.
+
+    Returns:
+        ``map50``; ``per_class`` ``{class: AP@0.5}``; ``num_ground_truths`` ``{class: ground truths that
+        count}``; with ``by_size`` also ``by_size`` ``{"small" | "medium" | "large": mAP@0.5}`` and
+        ``per_class_by_size`` ``{"small" | ...: {class: AP@0.5}}``.
+
+    Raises:
+        ValueError: a label has no name in ``class_names``, or two classes share a name.
+    """
+    found, truth = _flatten(detections, ground_truths)
+    keys = _class_keys(np.union1d(found.labels, truth.labels), class_names)
+    counted = truth.labels[~truth.extra.astype(bool)]
+    voc = mean_average_precision(detections, ground_truths, iou_threshold=IOU_THRESHOLD, method=MAP_METHOD)
+    scores: dict[str, Any] = {
+        "map50": float(voc["map"]),
+        "per_class": _every_class(voc["per_class"], keys),
+        "num_ground_truths": {key: int(np.count_nonzero(counted == label)) for label, key in keys.items()},
+    }
+    if by_size:
+        buckets = map_by_size(detections, ground_truths, image_sizes, iou_threshold=IOU_THRESHOLD)
+        scores["by_size"] = {name: float(bucket["map"]) for name, bucket in buckets.items()}
+        scores["per_class_by_size"] = {name: _every_class(bucket["per_class"], keys)
+                                       for name, bucket in buckets.items()}
+    return scores
+
+
+def _class_keys(labels: np.ndarray, class_names: Mapping[int, str] | None) -> dict[int, int | str]:
+    """Model class -> its key in per-class scores: its name (every named class) or the class itself."""
+    if class_names is None:
+        return {int(label): int(label) for label in labels}
+    unnamed = sorted(set(labels.tolist()) - set(class_names))
+    if unnamed:
+        raise ValueError(f"labels {unnamed} have no name in class_names (names are given for {sorted(class_names)})")
+    if len(set(class_names.values())) < len(class_names):
+        raise ValueError(f"class_names gives two classes one name: {dict(class_names)}")
+    return {int(label): name for label, name in sorted(class_names.items())}
+
+
+def _every_class(per_class: Mapping[int, float], keys: Mapping[int, int | str]) -> dict[int | str, float]:
+    """``per_class`` re-keyed, with NaN for each class it leaves out (no ground truth that counts)."""
+    return {key: float(per_class.get(label, float("nan"))) for label, key in keys.items()}
 
 
 def evaluate_tiled(
@@ -499,6 +574,7 @@ def evaluate_tiled(
     label_map: Mapping[int, int] | None = None,
     tile_size: int | None = None,
     unmapped: str = "raise",
+    class_names: Mapping[int, str] | None = None,
     **detect_options: Any,
 ) -> dict[str, Any]:
     """Scores of a detector on **whole frames** by tiled inference (``tlutils.tiling.detect_tiled``).
@@ -515,13 +591,16 @@ def evaluate_tiled(
         label_map: dataset class id -> model class ``1..C``; ``None``: the labels are model classes.
         tile_size: the detector's input side; ``None``: read from the model's input shape.
         unmapped: as for ``ground_truths_for_eval`` (``"drop"``: boxes of unmapped classes are left out).
+        class_names: model class -> name, to key the per-class scores by name (``class_scores``).
         **detect_options: ``overlap``, ``scales``, ``score_threshold``, ``iou_threshold``, ``top_k``,
             ``batch_size``, ``border_margin`` of ``detect_tiled``.
 
     Returns:
-        ``map50`` (VOC all-points mAP at IoU 0.5), ``coco_map`` (pycocotools AP@[.5:.95] with each
-        frame's pixel size), ``per_class`` (``{model class: AP at 0.5}``) and ``by_size``
-        (``{"small" | "medium" | "large": mAP at 0.5}``, ``map_by_size``; NaN for an empty bucket).
+        ``map50`` (``MAP_METRIC``: VOC all-points mAP at IoU 0.5), ``coco_map`` (pycocotools
+        AP@[.5:.95] with each frame's pixel size), ``by_size`` (``{"small" | "medium" | "large": mAP
+        at 0.5}``, ``map_by_size``; NaN for an empty bucket) and per class (``class_scores``):
+        ``per_class`` (``{class: AP at 0.5}``, NaN without ground truth), ``num_ground_truths`` and
+        ``per_class_by_size``.
     """
     from tlutils.data.pipeline import ground_truths_for_eval
     from tlutils.data.records import load_image
@@ -535,14 +614,9 @@ def evaluate_tiled(
     truths = ground_truths_for_eval(records, label_map, unmapped)
     detections = [detect_tiled(predict, load_image(record), anchors, tile_size, **detect_options) for record in records]
     sizes = [(record.width, record.height) for record in records]
-    voc = mean_average_precision(detections, truths, iou_threshold=IOU_THRESHOLD, method="all_points")
-    by_size = map_by_size(detections, truths, sizes, iou_threshold=IOU_THRESHOLD)
-    return {
-        "map50": float(voc["map"]),
-        "coco_map": float(coco_map(detections, truths, image_size=sizes)["map"]),
-        "per_class": voc["per_class"],
-        "by_size": {name: bucket["map"] for name, bucket in by_size.items()},
-    }
+    scores = class_scores(detections, truths, sizes, class_names)
+    scores["coco_map"] = float(coco_map(detections, truths, image_size=sizes)["map"])
+    return scores
 
 
 class _LossSums:

@@ -17,6 +17,7 @@
 #   starts from, how large your boxes are against the detector's default boxes and tiles, a few frames;
 # - how to run a few strategies and sizes with `sweep` and read the table, including the **zero-shot**
 #   row: the source detector on your data before any training ("adapt, or do nothing?");
+# - how to read a run's average precision per class and per object size;
 # - how to look at detections on whole frames (tiled inference).
 
 # %% [setup]
@@ -49,7 +50,7 @@ import pandas as pd
 from tlutils.anchors import FIRST_LAYER_SCALE
 from tlutils.data import match_classes, parse_spec
 from tlutils.data.export import real_format_example
-from tlutils.experiment import RunConfig, final_epochs, resolve, source_config, summarize, sweep
+from tlutils.experiment import RunConfig, final_epochs, load_per_class, resolve, source_config, summarize, sweep
 from tlutils.experiment.datasets import real_splits
 from tlutils.experiment.run_data import REAL_TILE_OVERLAP_SHARE, REAL_TILE_SCALES, label_maps, training_pool
 from tlutils.paths import runs_dir, shared_data_dir
@@ -195,7 +196,8 @@ print(f"{runs['run_key'].nunique()} target runs, {runs['epoch_seconds'].sum() / 
 #
 # Each run has a row per epoch. Epoch 0 is the detector before training: for a strategy that starts
 # from the source, the source detector with its class rows mapped onto yours (what you get by doing
-# nothing); for scratch, a random start. The table puts it beside the final mAP, mean over seeds.
+# nothing); for scratch, a random start. The table puts it beside the final mAP, mean over seeds. Which
+# mAP it is, the table says in its `map_metric` column.
 
 # %%
 summary = summarize(runs).set_index(["strategy", "num_target_images"])
@@ -207,6 +209,7 @@ table.assign(gain=table["val_map50_mean"] - table["val_map50_epoch0"]).round(3)
 largest = summary.xs(sizes[-1], level="num_target_images")["val_map50_mean"]
 leaders = list(largest.index[largest == largest.max()])
 who = f"{leaders[0]} ends highest" if len(leaders) == 1 else f"{', '.join(leaders)} end level"
+print(f"val_map50 is {runs['map_metric'].iloc[0]}, averaged over classes.")
 print(f"With {sizes[-1]} target images, {who}: val mAP@0.5 {largest.max():.3f} (mean over seeds).")
 source_started = runs[(runs["epoch"] == 0) & (runs["strategy"] != "scratch")]["val_map50"]
 if len(source_started):
@@ -222,7 +225,47 @@ figure = plot_history(runs, metrics=["val_map50", "val_loss", "loss"], x="step")
 save_figure(figure, "08_your_data_curves", FIGURES)
 
 # %% [markdown]
-# ## 6. Detections on whole frames
+# ## 6. Per class and per size: which signs are found
+#
+# One mAP hides which signs a detector finds and which it misses. It is the mean of one average
+# precision (AP) per class, and each run keeps those in its folder (`per_class.csv`, read back by
+# `load_per_class`): per class the validation ground truths, AP@0.5 before training (epoch 0) and
+# after the last epoch, and the final AP of COCO's small (< 32² pixels), medium and large signs. A class
+# without ground truth in the validation frames (or none of a size) cannot be scored: NaN, not 0.
+# Here, the best final run:
+
+# %%
+best = final_epochs(runs).sort_values("val_map50", ascending=False, kind="stable").iloc[0]
+per_class = load_per_class(runs_dir(PROFILE), best["run_key"])
+final = per_class[per_class["epoch"] == per_class["epoch"].max()].set_index("class")
+zero_shot = per_class[per_class["epoch"] == 0].set_index("class")["ap50"]
+print(f"{best['strategy']}, {best['num_target_images']} images, seed {best['seed']}: {best['map_metric']} per class")
+classes = final[["num_ground_truths"]].assign(ap50_epoch0=zero_shot, ap50=final["ap50"])
+classes = classes.join(final[["ap50_small", "ap50_medium", "ap50_large"]])
+classes.round(3)
+
+# %% [markdown]
+# Read it from the classes with ground truth: their mean is the run's mAP. A class at 0 is never found
+# above the IoU threshold; compare its row with its box sizes and with the source class it started from
+# (section 2).
+
+# %%
+scored = classes.dropna(subset=["ap50"])
+if scored.empty:
+    print("No class has ground truth in the validation frames: there is no AP to read.")
+else:
+    missed = list(scored.index[scored["ap50"] == 0])
+    highest = scored["ap50"].idxmax()
+    by_size = ", ".join(f"{size} {final[f'ap50_{size}'].mean():.3f}" for size in ("small", "medium", "large"))
+    print(f"{len(scored)} of {len(classes)} classes have validation ground truth; their mean AP is "
+          f"{scored['ap50'].mean():.3f} (the run's val_map50: {best['val_map50']:.3f}).")
+    if len(missed) < len(scored):
+        print(f"Highest: {highest} ({scored.loc[highest, 'ap50']:.3f}).")
+    print(f"Never found ({len(missed)}): {', '.join(missed) or 'none'}.")
+    print(f"Mean AP by object size (nan: no sign of that size): {by_size}.")
+
+# %% [markdown]
+# ## 7. Detections on whole frames
 #
 # The detector of the best final run, on validation frames: `show_tiled_detections` cuts each frame into
 # the tiles the runner evaluates with (those at native resolution drawn faintly), detects in each tile
@@ -231,7 +274,6 @@ save_figure(figure, "08_your_data_curves", FIGURES)
 # finds the larger signs.
 
 # %%
-best = final_epochs(runs).sort_values("val_map50", ascending=False, kind="stable").iloc[0]
 print(f"{best['strategy']}, {best['num_target_images']} images, seed {best['seed']}: "
       f"val mAP@0.5 {best['val_map50']:.3f}")
 detector = load_detector(runs_dir(PROFILE) / best["checkpoint"])
@@ -247,6 +289,8 @@ save_figure(figure, "08_your_data_detections", FIGURES)
 #   box sizes against the smallest default box and the tiles.
 # - Read every strategy against its zero-shot row: a transfer strategy has to beat the source detector
 #   as it is, and scratch has to beat it too.
+# - Read a run per class and per object size (`load_per_class`): the mAP is a mean over classes, so a
+#   class found well can hide one never found.
 # - With the `ci` profile these are tiny runs whose numbers say nothing about the strategies; with the
 #   `cpu` or `gpu` profile, and more target images, they do.
 #
@@ -262,3 +306,5 @@ save_figure(figure, "08_your_data_detections", FIGURES)
 #    in tiles per frame (`tlutils.tiling.tile_grid`)?
 # 4. Add `"freeze:block3"` and `"two_stage"` to `STRATEGIES`: only the new runs train. Which strategies
 #    beat the zero-shot row, and by how much?
+# 5. In section 6, which classes does the zero-shot detector already find (AP above 0 at epoch 0)? Do
+#    they gain most from training, or least? Run `load_per_class` on a `scratch` run of the same size.

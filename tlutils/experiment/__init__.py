@@ -15,8 +15,8 @@
    detector and its phases; each phase is compiled and trained for its epochs. Every strategy gets the
    same budget.
 5. **Evaluation, every epoch** -- ``tlutils.evaluation.evaluate_detector``: ``val_loss`` (and its
-   parts) and ``val_map50`` (Pascal VOC all-points mAP at IoU 0.5); COCO mAP (0.5:0.95) after the
-   last epoch.
+   parts) and ``val_map50`` (Pascal VOC all-points mAP at IoU 0.5, named in the ``map_metric``
+   column); COCO mAP (0.5:0.95), mAP by object size and AP per class after the last epoch.
 6. **Results** (:mod:`~tlutils.experiment.results`, :mod:`~tlutils.experiment.store`) -- one row per
    epoch (``RESULT_COLUMNS``) in ``results_dir/results.csv``, keyed by the run key.
 
@@ -29,6 +29,7 @@ Layout of ``results_dir``::
     results.csv                      the tidy table of every finished run
     runs/<run name>/config.json      the resolved configuration (what the run key hashes)
     runs/<run name>/classes.json     model class -> name of the run's detector
+    runs/<run name>/per_class.csv    AP@0.5 per class (and object size) at epoch 0 and the last epoch
     runs/<run name>/state/           the last finished epoch: weights, optimizer, rows so far
     runs/<run name>/detector.keras   the trained detector (``checkpoint`` column, relative path)
     runs/<run name>/logs/            TensorBoard logs (when TensorFlow is installed)
@@ -53,6 +54,7 @@ from tlutils.experiment.results import (
     COMPARABILITY_COLUMNS,
     RESULT_COLUMNS,
     final_epochs,
+    load_per_class,
     load_results,
     ordered_strategies,
     summarize,
@@ -79,6 +81,7 @@ __all__ = [
     "default_preprocessing",
     "expand_grid",
     "final_epochs",
+    "load_per_class",
     "load_results",
     "make_optimizer",
     "ordered_strategies",

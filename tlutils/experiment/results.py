@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 #: Configuration columns besides stage, country, images, strategy and learning rate that make two runs
 #: different experiments (not seeds of one); :func:`summarize` never averages across them.
 COMPARABILITY_COLUMNS = ("data", "data_fingerprint", "classes", "profile", "optimizer", "schedule",
-                         "l2_regularization", "preprocessing", "total_steps")
+                         "l2_regularization", "preprocessing", "total_steps", "map_metric")
 
 #: Columns of the results table, in order; one row per run and epoch.
 RESULT_COLUMNS: tuple[str, ...] = (
@@ -28,7 +28,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "optimizer", "learning_rate", "schedule", "l2_regularization", "preprocessing", "total_steps",
     "epoch", "step", "phase", "phase_learning_rate",
     "loss", "localization", "confidence", "regularization", "num_positives",
-    "val_loss", "val_localization", "val_confidence", "val_map50", "coco_map",
+    "val_loss", "val_localization", "val_confidence", "val_map50", "map_metric", "coco_map",
     "map50_small", "map50_medium", "map50_large",
     "epoch_seconds", "eval_seconds", "images_per_s", "trainable_params",
     "source_run_key", "checkpoint",
@@ -37,6 +37,12 @@ RESULT_COLUMNS: tuple[str, ...] = (
 #: on the frames as evaluated (the sign world at the input size; real data on whole frames); final
 #: evaluations only, NaN elsewhere.
 SIZE_COLUMNS = ("map50_small", "map50_medium", "map50_large")
+#: The per-class table of a run's zero-shot and final evaluations, in its folder (:func:`per_class_table`).
+PER_CLASS_FILE = "per_class.csv"
+#: Its columns: the epoch (0: zero-shot), the class (name, or model class where the run has no names),
+#: AP@0.5 (``tlutils.evaluation.MAP_METRIC``; NaN without ground truth), the ground truths that count,
+#: and AP@0.5 of COCO's small, medium and large objects.
+PER_CLASS_COLUMNS = ("epoch", "class", "ap50", "num_ground_truths", "ap50_small", "ap50_medium", "ap50_large")
 #: Columns copied from the resolved run into every row.
 CONFIG_COLUMNS = ("stage", "country", "data", "data_fingerprint", "classes", "strategy", "num_target_images", "seed",
                   "profile", "optimizer", "learning_rate", "schedule", "l2_regularization", "preprocessing",
@@ -60,8 +66,9 @@ def load_results(path: str | os.PathLike) -> "pd.DataFrame":
     file). Anything else -- a row cut short or run together with the next by a crash, a run with
     missing epochs, a repeated epoch -- is left out with a warning naming the runs; the runner then
     trains (or resumes) them again. A table written before the strategy became one column
-    (``strategy="freeze"`` plus ``freeze_point``) is read into the one-column form, and one written
-    before data specs gets ``data = "synth:<country>"``.
+    (``strategy="freeze"`` plus ``freeze_point``) is read into the one-column form, one written
+    before data specs gets ``data = "synth:<country>"``, and one written before ``map_metric`` gets
+    ``tlutils.evaluation.MAP_METRIC`` (what the runner has computed from its first version on).
 
     Raises:
         ValueError: the file is not a tlutils results table.
@@ -87,6 +94,10 @@ def load_results(path: str | os.PathLike) -> "pd.DataFrame":
     for column in SIZE_COLUMNS:  # written before mAP by object size was recorded
         if column not in table.columns:
             table[column] = float("nan")
+    if "map_metric" not in table.columns:  # written before the metric was named; the runner's val_map50
+        from tlutils.evaluation import MAP_METRIC  # (here only: it imports the backend) was always this one
+
+        table["map_metric"] = MAP_METRIC
     missing = [column for column in RESULT_COLUMNS if column not in table.columns]
     if missing:
         raise ValueError(f"{path}: not a tlutils results table, columns {missing} are missing")
@@ -112,6 +123,66 @@ def _whole_runs(table: "pd.DataFrame") -> "pd.DataFrame":
         if trained == list(range(1, len(trained) + 1)) and int(last["step"]) == int(last["total_steps"]):
             keep.append(key)
     return rows[rows["run_key"].isin(keep)].reset_index(drop=True)
+
+
+def per_class_table(scores: dict[str, Any], epoch: int) -> "pd.DataFrame":
+    """The per-class scores of ``tlutils.evaluation.evaluate_detector`` / ``evaluate_tiled`` (their
+    ``per_class``, ``num_ground_truths`` and ``per_class_by_size``) as :data:`PER_CLASS_COLUMNS` rows,
+    one per class; the size columns are NaN where sizes were not scored."""
+    import pandas as pd
+
+    by_size = scores.get("per_class_by_size", {})
+    rows = [{"epoch": epoch, "class": key, "ap50": value, "num_ground_truths": scores["num_ground_truths"][key],
+             **{f"ap50_{size}": by_size.get(size, {}).get(key, float("nan")) for size in ("small", "medium", "large")}}
+            for key, value in scores["per_class"].items()]
+    return pd.DataFrame(rows, columns=list(PER_CLASS_COLUMNS))
+
+
+def read_per_class(run_dir: str | os.PathLike) -> "pd.DataFrame":
+    """One run's :data:`PER_CLASS_FILE` (:data:`PER_CLASS_COLUMNS`); no rows where the folder has none."""
+    import pandas as pd
+
+    path = Path(run_dir) / PER_CLASS_FILE
+    if not path.is_file():
+        return pd.DataFrame(columns=list(PER_CLASS_COLUMNS))
+    numbers = {column: [""] for column in PER_CLASS_COLUMNS if column != "class"}  # a class may be named "NA"
+    return pd.read_csv(path, dtype={"class": "string"}, keep_default_na=False, na_values=numbers)
+
+
+def load_per_class(path: str | os.PathLike, run_keys: str | Iterable[str] | None = None) -> "pd.DataFrame":
+    """The per-class AP tables (:data:`PER_CLASS_FILE`) of finished runs of a results table.
+
+    Args:
+        path: a ``results.csv`` or the folder holding one (as for :func:`load_results`).
+        run_keys: one run key, several, or ``None`` for every run of the table.
+
+    Returns:
+        One row per run, evaluation and class: the run's ``run_key``, ``stage``, ``data``,
+        ``strategy``, ``num_target_images``, ``seed`` and ``map_metric``, then
+        :data:`PER_CLASS_COLUMNS` (``epoch``: 0 for the zero-shot evaluation of a target run, the last
+        epoch for the final one). Runs finished before the runner kept the table have no rows.
+
+    Raises:
+        ValueError: a requested run key is not a finished run of the table.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    final = final_epochs(load_results(path))
+    if run_keys is not None:
+        wanted = [run_keys] if isinstance(run_keys, str) else list(run_keys)
+        unknown = sorted(set(wanted) - set(final["run_key"]))
+        if unknown:
+            raise ValueError(f"{folder}: no finished runs {unknown} in its results table")
+        final = final[final["run_key"].isin(wanted)]
+    described = ["run_key", "stage", "data", "strategy", "num_target_images", "seed", "map_metric"]
+    tables = [read_per_class(folder / Path(row["checkpoint"]).parent).assign(**row[described].to_dict())
+              for _, row in final.iterrows()]
+    tables = [table for table in tables if not table.empty]
+    if not tables:
+        return pd.DataFrame(columns=described + list(PER_CLASS_COLUMNS))
+    return pd.concat(tables, ignore_index=True)[described + list(PER_CLASS_COLUMNS)]
 
 
 def ordered_strategies(labels: Iterable[str]) -> list[str]:

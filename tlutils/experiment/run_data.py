@@ -92,31 +92,37 @@ class RunData:
     val_frames: "DetectionDataset | None" = None  # real data: the whole val frames
     score_folder: Path | None = None  # where whole-frame scores are remembered (``score_cache``)
 
-    def evaluate(self, model: Any, final: bool, losses: bool = True) -> dict[str, float]:
-        """``map50`` (see above), with ``final`` also ``coco_map``, with ``losses`` the val loss terms."""
-        from tlutils.evaluation import evaluate_detector, evaluate_tiled
+    def evaluate(self, model: Any, final: bool, losses: bool = True) -> dict[str, Any]:
+        """``map50`` (see above) and its per-class scores (``tlutils.evaluation.PER_CLASS_KEYS``, keyed
+        by class name), with ``final`` also ``coco_map`` and by object size, with ``losses`` the val loss
+        terms."""
+        from tlutils.evaluation import PER_CLASS_KEYS, evaluate_detector, evaluate_tiled
         from tlutils.experiment.score_cache import cached_scores
 
         if self.val_frames is None:
-            return evaluate_detector(model, self.val, self.val_truths, self.anchors, coco=final, losses=losses)
-        scores = evaluate_detector(model, self.val, self.val_truths, self.anchors, losses=losses)
+            return evaluate_detector(model, self.val, self.val_truths, self.anchors, coco=final, losses=losses,
+                                     class_names=self.class_names)
+        crops = evaluate_detector(model, self.val, self.val_truths, self.anchors, losses=losses)
+        scores = {name: value for name, value in crops.items() if name not in PER_CLASS_KEYS}  # losses only
         scores.update(map50=float("nan"))
         if not final:
             return scores
         frames = cached_scores(self.score_folder, model, self._frames_context(), lambda: evaluate_tiled(
             model, list(self.val_frames), self.anchors, self.label_map, tile_size=self.val.input_size,
-            scales=REAL_TILE_SCALES, overlap=round(REAL_TILE_OVERLAP_SHARE * self.val.input_size)))
+            class_names=self.class_names, scales=REAL_TILE_SCALES,
+            overlap=round(REAL_TILE_OVERLAP_SHARE * self.val.input_size)))
         scores.update(map50=frames["map50"], coco_map=frames["coco_map"],
-                      **{f"map50_{name}": value for name, value in frames["by_size"].items()})
+                      **{f"map50_{name}": value for name, value in frames["by_size"].items()},
+                      **{name: frames[name] for name in PER_CLASS_KEYS})
         return scores
 
     def _frames_context(self) -> str:
         """What the whole-frame score depends on besides the weights: the frames (files, their size and
-        time, the boxes), the label map, anchors and tiling."""
+        time, the boxes), the label map and class names, anchors and tiling."""
         from tlutils.experiment.score_cache import context_digest
 
-        parts: list[Any] = [sorted(self.label_map.items()), self.anchors, self.val.input_size, REAL_TILE_SCALES,
-                            REAL_TILE_OVERLAP_SHARE]
+        parts: list[Any] = [sorted(self.label_map.items()), sorted(self.class_names.items()), self.anchors,
+                            self.val.input_size, REAL_TILE_SCALES, REAL_TILE_OVERLAP_SHARE]
         for record in self.val_frames:
             stat = Path(record.image_path).stat()
             parts += [str(record.image_path), stat.st_size, stat.st_mtime_ns, record.boxes, record.labels]

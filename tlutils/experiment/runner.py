@@ -17,7 +17,7 @@ from tlutils.experiment.results import CONFIG_COLUMNS, SIZE_COLUMNS
 from tlutils.experiment.run_data import build_data, label_maps, training_pool
 from tlutils.experiment.score_cache import CACHE_FOLDER
 from tlutils.experiment.state import load_state, restore_optimizer, restore_weights, save_state
-from tlutils.experiment.store import read_classes, run_lock, store_rows, stored_rows, write_classes
+from tlutils.experiment.store import read_classes, run_lock, store_rows, stored_rows, write_classes, write_per_class
 from tlutils.transfer import Phase, epochs_of
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ class Training:
         from tlutils.data.classes import match_classes
         from tlutils.transfer import load_detector, prepare
 
-        self.resolved, self.results_dir = resolved, results_dir
+        self.resolved, self.results_dir, self.run_dir = resolved, results_dir, run_dir
         self.state_dir = run_dir / "state"
         self.checkpoint = run_dir / "detector.keras"
         source_detector = load_detector(source_path) if source_path is not None else None
@@ -183,7 +183,8 @@ class Training:
         return self.rows
 
     def finish_epoch(self, epoch: int, logs: dict[str, Any], train_seconds: float) -> None:
-        """Evaluate, add the val numbers to ``logs`` (for TensorBoard), record the row, save the state."""
+        """Evaluate, add the val numbers to ``logs`` (for TensorBoard), record the row (and after the last
+        epoch the per-class table), save the state."""
         from tlutils.evaluation import VAL_LOSS_TERMS
 
         last = epoch == len(self.per_epoch) - 1
@@ -194,6 +195,7 @@ class Training:
         self.rows.append(self._row(epoch, logs, scores, train_seconds, eval_seconds))
         if last:
             write_file(self.checkpoint, self.detector.save)
+            write_per_class(self.run_dir, scores, epoch + 1)
         self.state_folder = save_state(self.state_dir, epoch + 1, self.detector, self.trainer.optimizer, self.rows)
 
     def zero_shot_row(self) -> dict[str, Any]:
@@ -201,7 +203,7 @@ class Training:
 
         For a source-initialized strategy that is the source detector on the target ("adapt or do
         nothing?"); for scratch, a random initialization. ``regularization`` is the starting L2 term;
-        the training-loss columns are NaN (nothing was trained).
+        the training-loss columns are NaN (nothing was trained). Its per-class table is recorded as epoch 0.
         """
         from tlutils.model import regularization_loss
 
@@ -211,11 +213,12 @@ class Training:
         logs["regularization"] = float(regularization_loss(self.detector))
         logs.update({f"val_{name}": scores[name] for name in ("loss", "localization", "confidence")})
         row = self._row(-1, logs, scores, 0.0, time.perf_counter() - started)
+        write_per_class(self.run_dir, scores, 0)
         return row | {"images_per_s": float("nan")}
 
-    def _row(self, epoch: int, logs: Mapping[str, Any], scores: Mapping[str, float], train_seconds: float,
+    def _row(self, epoch: int, logs: Mapping[str, Any], scores: Mapping[str, Any], train_seconds: float,
              eval_seconds: float) -> dict[str, Any]:
-        from tlutils.evaluation import VAL_LOSS_TERMS
+        from tlutils.evaluation import MAP_METRIC, VAL_LOSS_TERMS
 
         phase, resolved = self.per_epoch[max(epoch, 0)], self.resolved
         return {
@@ -224,7 +227,7 @@ class Training:
             "epoch": epoch + 1, "step": (epoch + 1) * resolved.steps_per_epoch, "phase": phase.name,
             "phase_learning_rate": phase.learning_rate,
             **{name: float(logs[name]) for name in (*_TRAIN_LOGS, *(f"val_{n}" for n in VAL_LOSS_TERMS))},
-            "val_map50": scores["map50"], "coco_map": scores.get("coco_map", float("nan")),
+            "val_map50": scores["map50"], "map_metric": MAP_METRIC, "coco_map": scores.get("coco_map", float("nan")),
             **{column: scores.get(column, float("nan")) for column in SIZE_COLUMNS},
             "epoch_seconds": train_seconds, "eval_seconds": eval_seconds,
             "images_per_s": resolved.steps_per_epoch * resolved.batch_size / max(train_seconds, 1e-9),

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import keras
 
 #: Bump when the evaluation code changes what it returns for the same inputs.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: per-class scores (``tlutils.evaluation.PER_CLASS_KEYS``) are kept too
 #: Folder of the remembered scores, inside a results folder.
 CACHE_FOLDER = "scores"
 
@@ -68,7 +68,7 @@ def cached_scores(folder: Path | None, model: "keras.Model", context: str,
             pass
     scores = compute()
     folder.mkdir(parents=True, exist_ok=True)
-    write_text(path, json.dumps(_encode(scores), sort_keys=True))
+    write_text(path, json.dumps(_encode(scores)))  # keys in their order: per-class scores go by model class
     return scores
 
 

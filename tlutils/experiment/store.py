@@ -1,4 +1,4 @@
-"""Where finished runs live: ``results.csv`` (written whole, under a lock) and each run's class table.
+"""Where finished runs live: ``results.csv`` (written whole, under a lock), each run's classes and per-class AP.
 
 The table is rewritten atomically (:mod:`tlutils.experiment.atomic`) under ``results_dir/.results.lock``,
 so a crash mid-write leaves the previous table and two processes never lose each other's rows. A run
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ContextManager, Mapping
 
 from tlutils.experiment.atomic import locked, remove_stale, write_file, write_text
-from tlutils.experiment.results import RESULT_COLUMNS, load_results
+from tlutils.experiment.results import PER_CLASS_FILE, RESULT_COLUMNS, load_results, per_class_table, read_per_class
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,3 +69,18 @@ def read_classes(run_dir: Path) -> dict[int, str]:
     if not path.is_file():
         raise ValueError(f"{path} is missing: the source run folder must hold its class table")
     return {int(k): v for k, v in json.loads(path.read_text()).items()}
+
+
+def write_per_class(run_dir: Path, scores: Mapping[str, Any], epoch: int) -> None:
+    """Record the per-class scores of the evaluation after ``epoch`` (0: zero-shot) in ``per_class.csv``.
+
+    Rows of earlier epochs stay; rows of this epoch and later ones (left by an attempt that stopped
+    and is now resumed or restarted) are replaced. The file is rewritten atomically.
+    """
+    import pandas as pd
+
+    earlier = read_per_class(run_dir)
+    earlier = earlier[earlier["epoch"] < epoch]
+    table = per_class_table(dict(scores), epoch)
+    table = table if earlier.empty else pd.concat([earlier, table], ignore_index=True)
+    write_text(run_dir / PER_CLASS_FILE, table.to_csv(index=False))
