@@ -1,0 +1,95 @@
+"""Frozen-feature caching: the split detector computes exactly what the whole one does, and training
+the trainable part on cached features trains the detector."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from tlutils.anchors import generate_anchors
+from tlutils.data.pipeline import DetectionSequence, make_label_map
+from tlutils.data.synth import synth_dataset
+from tlutils.feature_cache import FeatureBatches, cache_features, frozen_layers, split_frozen
+from tlutils.model import anchor_config_for, build_ssd_vgg16, freeze
+from tlutils.training import SSDTrainer
+
+# One split and the batch order also run on JAX (`core`); the rest on TensorFlow only (model builds
+# are slow on JAX's CPU backend).
+
+SIZE, WIDTH = 64, 0.125
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(0).uniform(0, 255, (4, SIZE, SIZE, 3)).astype("float32")
+
+
+def _detector(freeze_point):
+    keras.utils.set_random_seed(1)
+    return freeze(build_ssd_vgg16(4, input_size=SIZE, width=WIDTH), freeze_point)
+
+
+@pytest.mark.parametrize("freeze_point", [pytest.param("block3", marks=pytest.mark.core), "fc", "extras"])
+def test_the_split_detector_computes_the_whole_ones_outputs_bit_for_bit(images, freeze_point):
+    detector = _detector(freeze_point)
+    frozen, trainable = split_frozen(detector)
+    whole = detector.predict_on_batch(images)
+    features = frozen.predict_on_batch(images)
+    split = trainable.predict_on_batch(features)
+    for name in ("class_logits", "box_offsets"):
+        assert np.array_equal(np.asarray(split[name]), np.asarray(whole[name])), name
+    # the border: exactly the frozen layers' outputs that a trainable layer reads
+    assert all(not detector.get_layer(t._keras_history.operation.name).trainable for t in frozen.outputs)
+
+
+def test_cached_features_are_the_frozen_forward_pass_bit_for_bit(tmp_path):
+    dataset = synth_dataset("germany", "train", 6, SIZE, tmp_path)
+    detector = _detector("block3")
+    anchors = np.asarray(generate_anchors(anchor_config_for(detector)), dtype=np.float32)
+    sequence = DetectionSequence(dataset, anchors, make_label_map(dataset.classes), batch_size=4, input_size=SIZE,
+                                 shuffle=False)
+    frozen, _ = split_frozen(detector)
+    features, targets = cache_features(frozen, sequence)
+    assert len(features) == len(frozen.outputs) and len(features[0]) == 6 == len(targets["class_targets"])
+    # the uncached pass: the block3_pool output of the whole detector on the same un-augmented images
+    probe = keras.Model(detector.inputs, detector.get_layer("block3_pool").output)
+    images = np.concatenate([sequence[i][0] for i in range(len(sequence))])
+    assert features[0].dtype == np.float32
+    assert np.array_equal(features[0], np.asarray(probe.predict_on_batch(images)))
+
+
+def test_training_on_cached_features_moves_only_the_trainable_weights(images):
+    detector = _detector("fc")
+    frozen, trainable = split_frozen(detector)
+    features = [np.asarray(f) for f in frozen.predict_on_batch(images)]
+    anchors = len(generate_anchors(anchor_config_for(detector)))
+    targets = {"class_targets": np.zeros((4, anchors), "int32"), "box_targets": np.zeros((4, anchors, 4), "float32")}
+    targets["class_targets"][:, :3] = 1
+    before = {w.path: np.array(w) for w in detector.weights}
+    trainer = SSDTrainer(trainable)
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-2))
+    trainer.fit(FeatureBatches(features, targets, batch_size=2), epochs=1, verbose=0)
+    after = {w.path: np.array(w) for w in detector.weights}
+    frozen_paths = {w.path for layer in frozen_layers(detector) for w in layer.weights}
+    assert all(np.array_equal(before[p], after[p]) for p in frozen_paths)
+    assert any(not np.array_equal(before[p], after[p]) for p in set(before) - frozen_paths)
+
+
+def test_nothing_frozen_or_a_bad_batch_is_refused(images):
+    with pytest.raises(ValueError, match="no frozen layer"):
+        split_frozen(_detector(None))
+    features = [np.zeros((4, 2))]
+    with pytest.raises(ValueError, match="same number of rows"):
+        FeatureBatches(features, {"labels": np.zeros((3, 1))}, batch_size=2)
+    with pytest.raises(ValueError, match="batch_size"):
+        FeatureBatches(features, {"labels": np.zeros((4, 1))}, batch_size=5)
+
+
+@pytest.mark.core
+def test_every_epoch_has_a_new_order_of_all_rows():
+    batches = FeatureBatches([np.arange(6)[:, None]], {"labels": np.arange(6)}, batch_size=3, seed=0)
+    first = np.concatenate([batches[i][1]["labels"] for i in range(len(batches))])
+    batches.on_epoch_end()
+    second = np.concatenate([batches[i][1]["labels"] for i in range(len(batches))])
+    assert sorted(first) == sorted(second) == list(range(6)) and list(first) != list(second)
