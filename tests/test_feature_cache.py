@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tlutils.anchors import generate_anchors
+from tlutils.data.augment import Augmenter
 from tlutils.data.pipeline import DetectionSequence, make_label_map
 from tlutils.data.synth import synth_dataset
 from tlutils.feature_cache import FeatureBatches, cache_features, frozen_layers, split_frozen
@@ -50,13 +51,19 @@ def test_cached_features_are_the_frozen_forward_pass_bit_for_bit(tmp_path):
     sequence = DetectionSequence(dataset, anchors, make_label_map(dataset.classes), batch_size=4, input_size=SIZE,
                                  shuffle=False)
     frozen, _ = split_frozen(detector)
-    features, targets = cache_features(frozen, sequence)
+    features, targets = cache_features(frozen, sequence, batch_size=4)
     assert len(features) == len(frozen.outputs) and len(features[0]) == 6 == len(targets["class_targets"])
-    # the uncached pass: the block3_pool output of the whole detector on the same un-augmented images
+    # the uncached pass: the block3_pool output of the whole detector on the sequence's own batches
     probe = keras.Model(detector.inputs, detector.get_layer("block3_pool").output)
-    images = np.concatenate([sequence[i][0] for i in range(len(sequence))])
+    batches = [sequence[i] for i in range(len(sequence))]
     assert features[0].dtype == np.float32
-    assert np.array_equal(features[0], np.asarray(probe.predict_on_batch(images)))
+    assert np.array_equal(features[0], np.concatenate([np.asarray(probe.predict_on_batch(x)) for x, _ in batches]))
+    for name in ("class_targets", "box_targets"):
+        assert np.array_equal(targets[name], np.concatenate([y[name] for _, y in batches])), name
+    augmented = DetectionSequence(dataset, anchors, make_label_map(dataset.classes), batch_size=4,
+                                  augmenter=Augmenter(SIZE))
+    with pytest.raises(ValueError, match="augments at random"):
+        cache_features(frozen, augmented)
 
 
 def test_training_on_cached_features_moves_only_the_trainable_weights(images):
@@ -93,3 +100,40 @@ def test_every_epoch_has_a_new_order_of_all_rows():
     batches.on_epoch_end()
     second = np.concatenate([batches[i][1]["labels"] for i in range(len(batches))])
     assert sorted(first) == sorted(second) == list(range(6)) and list(first) != list(second)
+
+
+# --- through the runner ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_cached_run_trains_the_trainable_part_and_keeps_the_frozen_one(tmp_path):
+    from tlutils.experiment import RunConfig, resolve, run, source_config
+    from tlutils.transfer import load_detector
+
+    config = RunConfig(profile="ci", target_data="germany", strategy="freeze:block3", num_target_images=10,
+                       cache_features=True)
+    resolved = resolve(config)
+    assert resolved.augmentation == "none" and resolved.to_dict()["cache_features"] is True
+    rows = run(config, tmp_path / "results", data_dir=tmp_path / "data", verbose=0, tensorboard=False)
+    assert rows["epoch"].tolist() == [0, 1, 2, 3] and np.isfinite(rows["loss"].iloc[1:]).all()
+    results = tmp_path / "results"
+    source_rows = run(source_config(config), results, data_dir=tmp_path / "data", verbose=0)  # stored: read back
+    source = load_detector(results / source_rows["checkpoint"].iloc[-1])
+    trained = load_detector(tmp_path / "results" / rows["checkpoint"].iloc[-1])
+    for name in ("block1_conv1", "block3_conv3"):
+        assert np.array_equal(trained.get_layer(name).kernel.numpy(), source.get_layer(name).kernel.numpy())
+    assert not np.array_equal(trained.get_layer("block4_conv1").kernel.numpy(),
+                              source.get_layer("block4_conv1").kernel.numpy())
+
+
+def test_caching_is_keyed_only_when_set_and_refused_where_it_cannot_hold():
+    from tlutils.experiment import RunConfig, resolve
+
+    plain = resolve(RunConfig(profile="ci", strategy="head_only", num_target_images=10))
+    assert "cache_features" not in plain.to_dict()  # runs made before the option keep their keys
+    assert resolve(RunConfig(profile="ci", strategy="head_only", num_target_images=10, cache_features=True)).key != plain.key
+    for fields, fragment in [({"strategy": "finetune"}, "freezes in every phase"),
+                             ({"strategy": "two_stage"}, "freezes in every phase"),
+                             ({"strategy": "head_only", "augmentation": "photometric"}, "un-augmented")]:
+        with pytest.raises(ValueError, match=fragment):
+            RunConfig(profile="ci", num_target_images=10, cache_features=True, **fields)

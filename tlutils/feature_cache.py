@@ -17,10 +17,13 @@ Memory: ``N`` images x the border's feature maps, e.g. 50 images, freeze:block3 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import keras
 import numpy as np
+
+if TYPE_CHECKING:
+    from tlutils.data.pipeline import DetectionSequence
 
 __all__ = ["FeatureBatches", "cache_features", "frozen_layers", "split_frozen"]
 
@@ -80,32 +83,52 @@ def split_frozen(detector: keras.Model) -> tuple[keras.Model, keras.Model]:
     return head, tail
 
 
-def cache_features(frozen: keras.Model, batches: Any) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
-    """Run ``frozen`` once over every batch of ``batches`` (a sequence of ``(images, targets)``, e.g. a
-    ``DetectionSequence`` with ``shuffle=False`` and no augmentation).
+def cache_features(frozen: keras.Model, sequence: "DetectionSequence",
+                   batch_size: int = 32) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+    """Run ``frozen`` once over every image of ``sequence`` (dataset order) and encode its targets.
+
+    Args:
+        frozen: :func:`split_frozen`'s first model.
+        sequence: the training images as the model sees them; its augmenter must draw nothing at
+            random (resizing only), or the features would differ from epoch to epoch.
+        batch_size: images per ``predict`` call (memory only; the features do not depend on it).
 
     Returns:
         ``(features, targets)``: one array ``(N, ...)`` per border tensor of ``frozen`` (its outputs'
-        dtype: float32, or the compute dtype under mixed precision), and the targets concatenated
-        (``{"class_targets": (N, A), "box_targets": (N, A, 4)}`` as the sequence gives them).
+        dtype: float32, or the compute dtype under mixed precision), and
+        ``{"class_targets": (N, A) int32, "box_targets": (N, A, 4) float32}`` as the sequence's batches hold them.
+
+    Raises:
+        ValueError: the sequence augments at random.
     """
+    from tlutils.encoding import encode
+
+    if sequence.augmenter.is_random:
+        raise ValueError("the sequence augments at random: cached features would freeze one draw "
+                         "(use augmentation 'none')")
+    height, width = sequence.input_shape
+    normalizer = np.array([width, height, width, height], dtype=np.float32)  # pixel corners -> [0, 1]
     features: list[list[np.ndarray]] = []
-    targets: dict[str, list[np.ndarray]] = {}
-    for index in range(len(batches)):
-        images, batch_targets = batches[index]
+    class_targets, box_targets = [], []
+    for start in range(0, sequence.num_images, batch_size):
+        samples = [sequence.sample(index) for index in range(start, min(start + batch_size, sequence.num_images))]
+        images = np.stack([image for image, _, _ in samples]).astype(np.float32)
         outputs = frozen.predict_on_batch(images)
-        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        features.append([np.asarray(output) for output in outputs])
-        for name, value in batch_targets.items():
-            targets.setdefault(name, []).append(np.asarray(value))
-    if not features:
-        raise ValueError("no batches to cache")
-    stacked = [np.concatenate(parts) for parts in zip(*features)]
-    return stacked, {name: np.concatenate(parts) for name, parts in targets.items()}
+        features.append([np.asarray(output) for output in (outputs if isinstance(outputs, (list, tuple)) else [outputs])])
+        for _, boxes, labels in samples:
+            boxes_target, classes_target = encode(boxes / normalizer, labels, sequence.anchors,
+                                                  pos_iou=sequence.pos_iou, neg_iou=sequence.neg_iou)
+            box_targets.append(boxes_target)
+            class_targets.append(classes_target)
+    return ([np.concatenate(parts) for parts in zip(*features)],
+            {"class_targets": np.stack(class_targets).astype(np.int32), "box_targets": np.stack(box_targets)})
 
 
 class FeatureBatches(keras.utils.PyDataset):
     """Shuffled batches ``(features tuple, targets)`` of cached features, a new order every epoch.
+
+    Has the ``batch(index, epoch)`` of ``tlutils.data.pipeline.DetectionSequence``, so the runner's
+    ``step_dataset`` reads it the same way.
 
     Args:
         features, targets: :func:`cache_features`' arrays (``N`` rows each).
@@ -124,15 +147,20 @@ class FeatureBatches(keras.utils.PyDataset):
             raise ValueError(f"batch_size must be in 1..{self.num_rows}, got {batch_size}")
         self.features, self.targets = list(features), dict(targets)
         self.batch_size, self.seed, self.epoch = batch_size, seed, 0
-        self.order = np.random.default_rng(seed).permutation(self.num_rows)
 
     def __len__(self) -> int:
         return self.num_rows // self.batch_size
 
-    def __getitem__(self, index: int) -> tuple[tuple[np.ndarray, ...], dict[str, np.ndarray]]:
-        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+    def batch(self, index: int, epoch: int | None = None) -> tuple[tuple[np.ndarray, ...], dict[str, np.ndarray]]:
+        """Batch ``index`` of ``epoch`` (default: the current one); depends on nothing else."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch index {index} out of range for {len(self)} batches")
+        order = np.random.default_rng(self.seed + (self.epoch if epoch is None else int(epoch)))
+        rows = order.permutation(self.num_rows)[index * self.batch_size:(index + 1) * self.batch_size]
         return tuple(array[rows] for array in self.features), {name: value[rows] for name, value in self.targets.items()}
+
+    def __getitem__(self, index: int) -> tuple[tuple[np.ndarray, ...], dict[str, np.ndarray]]:
+        return self.batch(index)
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
-        self.order = np.random.default_rng(self.seed + self.epoch).permutation(self.num_rows)

@@ -75,6 +75,10 @@ class RunConfig:
             :func:`default_augmentation`.
         source_strategy, source_seed: the source run a target run starts from.
         backbone_weights: what ``imagenet`` loads: ``"imagenet"`` (download) or a VGG16 weights file.
+        cache_features: run the frozen part once per training image and train the rest on the stored
+            features (``tlutils.feature_cache``): for strategies that freeze in every phase
+            (``head_only``, ``freeze:<point>``), without augmentation (it would change the frozen
+            part's inputs every epoch; the default augmentation becomes ``"none"``).
     """
 
     stage: str = "target"
@@ -96,6 +100,7 @@ class RunConfig:
     source_strategy: str = "scratch"
     source_seed: int = 0
     backbone_weights: str | None = "imagenet"
+    cache_features: bool = False
 
     def __post_init__(self) -> None:
         from tlutils.data.specs import parse_spec
@@ -132,6 +137,8 @@ class RunConfig:
             raise ValueError(f"learning_rate must be a finite number > 0 or None, got {self.learning_rate!r}")
         if not 0 <= self.l2_regularization < float("inf"):
             raise ValueError(f"l2_regularization must be a finite number >= 0, got {self.l2_regularization!r}")
+        if self.cache_features:
+            _check_feature_caching(self)
 
     @property
     def data(self) -> str:
@@ -198,4 +205,18 @@ def default_augmentation(config: RunConfig) -> str:
     fastest without zoom-out and crops; a few-shot target set needs the full SSD chain against
     over-fitting (measurements in docs/results.md).
     """
+    if config.cache_features:
+        return "none"
     return "photometric" if config.stage == "source" else "ssd"
+
+
+def _check_feature_caching(config: RunConfig) -> None:
+    """``cache_features`` needs a part that is frozen in every phase and inputs that are never augmented."""
+    from tlutils.transfer import training_plan
+
+    if config.stage != "target" or any(phase.freeze_point is None for phase in training_plan(config.strategy, 2, 1.0)):
+        raise ValueError(f"cache_features needs a target strategy that freezes in every phase (head_only, "
+                         f"freeze:<point>), got {config.stage} {config.strategy!r}")
+    if config.augmentation not in (None, "none"):
+        raise ValueError(f"cache_features needs un-augmented inputs (augmentation 'none'), got "
+                         f"{config.augmentation!r}: augmented pixels change the frozen part's outputs every epoch")

@@ -20,6 +20,9 @@ from tlutils.profiles import get_profile, resolve_precision
 
 #: Bump when the runner's meaning of a configuration changes: old results then no longer match.
 RUNNER_VERSION = 1
+#: Fields added after runs were made, with their "not set" value: they enter the key only when set, so
+#: every earlier run keeps its key (and its stored results).
+KEYED_ONLY_WHEN_SET = {"cache_features": False}
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class ResolvedRun:
     mixed_precision: str
     source_run_key: str | None
     pretrained_key: str | None
+    cache_features: bool = False
     world_seeds: dict[str, int] = field(default_factory=lambda: dict(WORLD_SEEDS))
     runner_version: int = RUNNER_VERSION
     config: RunConfig | None = field(default=None, compare=False, repr=False)
@@ -81,6 +85,9 @@ class ResolvedRun:
         """The JSON-able configuration (``config.json``; what :attr:`key` hashes)."""
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "config"}
         values["world_seeds"] = dict(self.world_seeds)
+        for name, unset in KEYED_ONLY_WHEN_SET.items():  # so that runs made before the field keep their keys
+            if values[name] == unset:
+                del values[name]
         return values
 
     @functools.cached_property
@@ -154,6 +161,7 @@ def resolve(config: RunConfig) -> ResolvedRun:
         # a source-initialized run depends on everything its source run did
         source_run_key=resolve(source_config(config)).key if uses_source else None,
         pretrained_key=pretrain.key if (pretrain := pretrain_config(config)) is not None else None,
+        cache_features=config.cache_features,
         config=config,
     )
 

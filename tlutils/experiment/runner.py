@@ -138,6 +138,7 @@ class Training:
         self.data = build_data(resolved, self.detector, pool, data_dir)
         self.data.score_folder = results_dir / CACHE_FOLDER  # zero-shot scores are shared by runs
         self.trainer = SSDTrainer(self.detector)
+        self.cache_seconds = 0.0  # seconds spent caching features, added to the next epoch's
         self.per_epoch = epochs_of(self.plan, resolved.steps_per_epoch)
         self.epochs_done, self.rows, self.state_folder = load_state(self.state_dir)
         if self.state_folder is not None:
@@ -167,6 +168,7 @@ class Training:
             if last_epoch > self.epochs_done:
                 start = max(first_epoch, self.epochs_done)
                 apply_phase(self.detector, phase)
+                train = self._phase_batches()
                 self.trainer.compile(optimizer=make_optimizer(self.resolved.optimizer, phase, self.resolved.schedule),
                                      jit_compile=_jit_compile())
                 # Built here, not inside the first traced step: TensorFlow traces a step that creates
@@ -175,12 +177,32 @@ class Training:
                 if start > first_epoch:  # resuming inside this phase: its optimizer state continues
                     restore_optimizer(self.state_folder, self.trainer.optimizer)
                 self.trainer.fit(
-                    self.data.train, epochs=last_epoch, initial_epoch=start, shuffle=False,
+                    train, epochs=last_epoch, initial_epoch=start, shuffle=False,
                     verbose=verbose if verbose in (0, 2) else 1,
-                    callbacks=[_epoch_callback(steps=self.data.steps, finish_epoch=self.finish_epoch), *callbacks],
+                    callbacks=[_epoch_callback(steps=train.steps, finish_epoch=self.finish_epoch), *callbacks],
                 )
             first_epoch = last_epoch
         return self.rows
+
+    def _phase_batches(self) -> Any:
+        """The training batches of the phase just applied. With ``cache_features`` the frozen part runs
+        once over the training images here and ``self.trainer`` becomes a trainer of the trainable part,
+        on the stored features (``tlutils.feature_cache``); the seconds this takes are added to the
+        phase's first epoch."""
+        if not self.resolved.cache_features:
+            return self.data.train
+        from tlutils.experiment.run_data import step_dataset
+        from tlutils.feature_cache import FeatureBatches, cache_features, split_frozen
+        from tlutils.training import SSDTrainer
+
+        started = time.perf_counter()
+        frozen, trainable = split_frozen(self.detector)
+        sequence = self.data.steps.sequence
+        features, targets = cache_features(frozen, sequence)
+        batches = FeatureBatches(features, targets, batch_size=sequence.batch_size, seed=self.resolved.seed)
+        self.trainer = SSDTrainer(trainable)
+        self.cache_seconds = time.perf_counter() - started
+        return step_dataset(batches, self.resolved.steps_per_epoch)
 
     def finish_epoch(self, epoch: int, logs: dict[str, Any], train_seconds: float) -> None:
         """Evaluate, add the val numbers to ``logs`` (for TensorBoard), record the row (and after the last
@@ -188,8 +210,10 @@ class Training:
         from tlutils.evaluation import VAL_LOSS_TERMS
 
         last = epoch == len(self.per_epoch) - 1
+        train_seconds, self.cache_seconds = train_seconds + self.cache_seconds, 0.0
         started = time.perf_counter()
-        scores = self.data.evaluate(self.trainer, final=last)
+        # the detector itself where the trainer trains a part of it on cached features
+        scores = self.data.evaluate(self.detector if self.resolved.cache_features else self.trainer, final=last)
         eval_seconds = time.perf_counter() - started
         logs.update({f"val_{name}": scores[name] for name in VAL_LOSS_TERMS}, val_map50=scores["map50"])
         self.rows.append(self._row(epoch, logs, scores, train_seconds, eval_seconds))

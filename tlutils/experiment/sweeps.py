@@ -112,6 +112,7 @@ def cli_grid(args: Any) -> tuple[dict[str, list[Any]], RunConfig]:
                      num_target_images=grid["num_target_images"][0],
                      l2_regularization=getattr(args, "l2_regularization", 0.0),
                      total_steps=getattr(args, "total_steps", None),
+                     cache_features=getattr(args, "cache_features", False),
                      source_data=getattr(args, "source_data", None) or RunConfig.source_data,
                      classes=getattr(args, "classes", None) or RunConfig.classes)
     return grid, base
