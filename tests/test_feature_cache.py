@@ -137,3 +137,17 @@ def test_caching_is_keyed_only_when_set_and_refused_where_it_cannot_hold():
                              ({"strategy": "head_only", "augmentation": "photometric"}, "un-augmented")]:
         with pytest.raises(ValueError, match=fragment):
             RunConfig(profile="ci", num_target_images=10, cache_features=True, **fields)
+
+
+def test_the_sweep_command_takes_cache_features():
+    from tlutils.cli import build_parser
+    from tlutils.experiment import expand_grid
+    from tlutils.experiment.sweeps import cli_grid
+
+    parse = build_parser().parse_args
+    grid, base = cli_grid(parse(["sweep", "--profile", "ci", "--strategies", "head_only", "freeze:fc",
+                                 "--num-target-images", "10", "--cache-features"]))
+    assert base.cache_features and all(config.cache_features for config in expand_grid(grid, base))
+    with pytest.raises(ValueError, match="freezes in every phase"):
+        expand_grid(*cli_grid(parse(["sweep", "--profile", "ci", "--strategies", "head_only", "finetune",
+                                     "--num-target-images", "10", "--cache-features"])))

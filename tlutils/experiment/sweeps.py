@@ -108,7 +108,7 @@ def cli_grid(args: Any) -> tuple[dict[str, list[Any]], RunConfig]:
     sizes = args.num_target_images or ([None] if source else profile.target_sizes)
     grid["num_target_images"] = list(sizes)
     grid["seed"] = list(args.seeds if args.seeds is not None else profile.seeds)
-    base = RunConfig(stage="source" if source else "target", profile=args.profile,
+    base = RunConfig(stage="source" if source else "target", profile=args.profile, strategy=grid["strategy"][0],
                      num_target_images=grid["num_target_images"][0],
                      l2_regularization=getattr(args, "l2_regularization", 0.0),
                      total_steps=getattr(args, "total_steps", None),
