@@ -523,6 +523,23 @@ def test_yolo(tmp_path):
     assert dataset[1].is_background and dataset[2].is_background  # empty label file; no label file
 
 
+def test_yolo_finds_the_ultralytics_labels_folder_beside_images(tmp_path):
+    """images/ and labels/ side by side: found without label_dir (Ultralytics' images -> labels rule)."""
+    write_yolo(tmp_path, {"a": "0 0.5 0.5 0.25 0.5\n"})
+    dataset = load_yolo(tmp_path / "images", tmp_path / "classes.txt")
+    assert dataset[0].labels.tolist() == [0] and dataset[1].is_background
+
+
+def test_yolo_images_without_any_label_file_are_an_error_not_background(tmp_path):
+    """All-background data trains and scores nothing (mAP NaN): a wrong labels folder must not pass silently."""
+    write_yolo(tmp_path, {"a": "0 0.5 0.5 0.25 0.5\n"})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with pytest.raises(AnnotationError, match=r"none of the 3 images has a label file .*labels="):
+        load_yolo(tmp_path / "images", tmp_path / "classes.txt", label_dir=elsewhere)
+    assert len(load_yolo(tmp_path / "images", tmp_path / "classes.txt", label_dir=elsewhere, allow_empty=True)) == 3
+
+
 BAD_YOLO = {
     "wrong field count": ("0 0.5 0.5 0.25\n", r"expected 5 fields"),
     "non-numeric": ("0 0.5 half 0.25 0.5\n", r"non-numeric"),

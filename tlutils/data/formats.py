@@ -361,6 +361,18 @@ def _read_yolo_labels(label_path: Path, width: int, height: int, num_classes: in
     return boxes, labels
 
 
+def _yolo_label_dir(image_dir: Path) -> Path:
+    """Ultralytics' rule (``img2label_paths``): the last ``images`` part of the path becomes ``labels``;
+    ``image_dir`` itself when there is no such part or folder."""
+    parts = image_dir.parts
+    if "images" in parts:
+        index = len(parts) - 1 - parts[::-1].index("images")
+        candidate = Path(*parts[:index], "labels", *parts[index + 1:])
+        if candidate.is_dir():
+            return candidate
+    return image_dir
+
+
 def load_yolo(
     image_dir: str | PathLike,
     classes_file: str | PathLike,
@@ -375,19 +387,21 @@ def load_yolo(
     Args:
         image_dir: folder of images (:data:`IMAGE_SUFFIXES`).
         classes_file: class names, one a line; class id = line number - 1.
-        label_dir: folder of the label files; defaults to ``image_dir``. (For the Ultralytics layout pass
-            ``.../labels/train`` beside ``.../images/train``.)
+        label_dir: folder of the label files; by default the Ultralytics layout's (``image_dir`` with its
+            last ``images`` part replaced by ``labels``, e.g. ``.../labels/train`` for
+            ``.../images/train``) when that folder exists, else ``image_dir`` itself.
         on_error: "raise" or "skip"; a bad line drops its whole image. A label file without an image is
             an error too.
         country, split: recorded on every record.
-        allow_empty: accept a folder without images; by default that raises AnnotationError.
+        allow_empty: accept a folder without images, or images none of which has a label file; by
+            default both raise AnnotationError (all-background data would train and score nothing).
 
     Returns:
         A :class:`DetectionDataset`; an image without a label file (or with an empty one) is a
         background image.
     """
     image_dir, classes_file = Path(image_dir), Path(classes_file)
-    label_dir = image_dir if label_dir is None else Path(label_dir)
+    label_dir = _yolo_label_dir(image_dir) if label_dir is None else Path(label_dir)
     if not image_dir.is_dir():
         raise FileNotFoundError(f"YOLO image folder {image_dir} not found")
     names = _read_class_names(classes_file)
@@ -411,6 +425,10 @@ def load_yolo(
         return record_from_table(image_path, width, height, boxes, labels, class_table, superclass_of,
                                  country=country, split=split)
 
+    if images and not allow_empty and not any((label_dir / f"{path.stem}.txt").is_file() for path in images):
+        raise AnnotationError(f"none of the {len(images)} images has a label file <stem>.txt in {label_dir}: "
+                              "give labels=<folder> (Ultralytics: labels/ beside images/), or allow_empty=True",
+                              label_dir)
     records = issues.collect(make, images)
     name = f"YOLO {image_dir.name}"
     return issues.dataset(records, class_table, superclass_of, name, image_dir, allow_empty)
