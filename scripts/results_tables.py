@@ -1,11 +1,14 @@
 """Print the README's transfer-study tables (Markdown) from a results file.
 
-One table per target country: a row per strategy, a column per number of target images, each cell
-the final-epoch val mAP@0.5 as ``mean ± std (n seeds)`` over the runs that differ only in the seed
-(``tlutils.experiment.summarize``). Only runs with the given L2 factor are shown (a ``tlutils sweep``
-uses 0, notebook 05 0.0005), so the two never mix.
+One table per target country (and class matching, ``name`` or ``superclass``): a row per strategy,
+a column per number of target images, each cell the final-epoch val mAP@0.5 as ``mean ± std (n
+seeds)`` over the runs that differ only in the seed (``tlutils.experiment.summarize``), and a first
+row "zero-shot": the source detector on the target before any training (epoch 0 of the transfer
+runs). ``--by-size`` adds the same tables for mAP@0.5 of small, medium and large objects (COCO's
+buckets). Only runs with the given L2 factor are shown (a ``tlutils sweep`` uses 0, notebook 05
+0.0005), so the two never mix.
 
-Usage: ``python scripts/results_tables.py [runs/cpu ...] [--l2 0.0]`` (several results files, e.g. of
+Usage: ``python scripts/results_tables.py [runs/cpu ...] [--l2 0.0] [--by-size]`` (several results files, e.g. of
 sweeps run side by side with ``--out``, are read as one).
 """
 
@@ -23,20 +26,30 @@ def cell(mean: float, std: float, seeds: int) -> str:
     return f"{mean:.3f} ± {std:.3f} ({seeds})" if seeds > 1 else f"{mean:.3f} (1)"
 
 
-def country_table(summary, country: str) -> str:
+def zero_shot(results: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Epoch 0 of the source-initialized runs as a summary row per size (strategy "zero-shot"): the same
+    detector whatever the strategy, so one value per seed."""
+    start = results[(results["epoch"] == 0) & results["source_run_key"].notna()]
+    start = start.drop_duplicates(["country", "classes", "num_target_images", "seed"])
+    return (start.groupby(["country", "classes", "num_target_images"])[metric]
+            .agg(**{f"{metric}_mean": "mean", f"{metric}_std": "std", "num_seeds": "count"})
+            .reset_index().assign(strategy="zero-shot"))
+
+
+def country_table(summary, country: str, metric: str = "val_map50") -> str:
     """The Markdown table of one country: strategies (best at the largest size first) x sizes."""
     rows = summary[summary["country"] == country]
     sizes = sorted(rows["num_target_images"].unique())
     # Best at the largest size first; strategies not run at that size follow in their own order.
-    ranked = rows.sort_values(["num_target_images", "val_map50_mean"], ascending=[False, False])
-    strategies = list(dict.fromkeys(ranked["strategy"]))
+    ranked = rows.sort_values(["num_target_images", f"{metric}_mean"], ascending=[False, False])
+    strategies = list(dict.fromkeys(["zero-shot"] * int((ranked["strategy"] == "zero-shot").any()) + list(ranked["strategy"])))
     lines = ["| strategy | " + " | ".join(f"{size} images" for size in sizes) + " |",
              "|---|" + "---|" * len(sizes)]
     for strategy in strategies:
         cells = []
         for size in sizes:
             match = rows[(rows["strategy"] == strategy) & (rows["num_target_images"] == size)]
-            cells.append(cell(*match.iloc[0][["val_map50_mean", "val_map50_std", "num_seeds"]]) if len(match) else "–")
+            cells.append(cell(*match.iloc[0][[f"{metric}_mean", f"{metric}_std", "num_seeds"]]) if len(match) else "–")
         lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -45,14 +58,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="*", default=["runs/cpu"], help="results.csv files or their folders")
     parser.add_argument("--l2", type=float, default=0.0, help="L2 factor of the runs to show")
+    parser.add_argument("--by-size", action="store_true", help="also mAP@0.5 of small, medium and large objects")
     args = parser.parse_args()
     results = pd.concat([load_results(path) for path in args.results], ignore_index=True)
     results = results[(results["stage"] == "target") & (results["l2_regularization"] == args.l2)]
     if results.empty:
         raise SystemExit(f"no target runs with L2 {args.l2} in {args.results}")
-    summary = summarize(results)
-    for country in summary["country"].unique():
-        print(f"**{country}**\n\n{country_table(summary, country)}\n")
+    metrics = ["val_map50"] + (["map50_small", "map50_medium", "map50_large"] if args.by_size else [])
+    for metric in metrics:
+        for (country, classes), rows in results.groupby(["country", "classes"]):
+            summary = pd.concat([zero_shot(rows, metric), summarize(rows, metric)], ignore_index=True)
+            summary = summary[summary[f"{metric}_mean"].notna()]
+            print(f"**{country}, classes by {classes}, {metric}**\n\n{country_table(summary, country, metric)}\n")
 
 
 if __name__ == "__main__":
