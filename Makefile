@@ -23,15 +23,17 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-## The whole suite: everything on TensorFlow, the keras.ops core again on JAX, then the notebooks.
-## (The JAX run stays in one process: XLA already keeps both cores busy, and two workers were slower.)
+## The whole suite: everything on TensorFlow; on JAX again the keras.ops core and one case of each kind
+## of backend-sensitive runner test (crash safety, resume, batch order: marker "backends"); then the
+## notebooks. (The JAX run stays in one process: XLA already keeps both cores busy, and two workers
+## were slower.)
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile tests
-	KERAS_BACKEND=jax $(PY) -m pytest -q -p no:cacheprovider -m core tests
+	KERAS_BACKEND=jax $(PY) -m pytest -q -p no:cacheprovider -m "core or backends" tests
 	$(MAKE) test-notebooks
 
 test-jax: $(VENV)/.installed
-	KERAS_BACKEND=jax $(PY) -m pytest -q -m core tests
+	KERAS_BACKEND=jax $(PY) -m pytest -q -m "core or backends" tests
 
 test-notebooks: $(VENV)/.installed
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \

@@ -216,12 +216,13 @@ class ImageRecorder(keras.Model):
 @pytest.mark.parametrize("initial_epoch", [0, 2])
 def test_fit_trains_each_epoch_on_its_own_batches(initial_epoch):
     # JAX's fit reads one batch to build an unbuilt model before the first epoch; Keras' enqueuer then
-    # handed out the batches it had made ahead for that read first, so every epoch trained on three
-    # batches of the previous one and a resumed run on batches of epoch 0 (tlutils.experiment.run_data).
+    # handed out the batches it had made ahead for that read first, so every epoch began with batches
+    # of the one before and a resumed run with batches of epoch 0 (run_data.step_dataset).
     dataset = step_dataset(tiny_sequence(), steps_per_epoch=4)
     model = ImageRecorder()
     model.compile(optimizer="sgd", run_eagerly=True)
-    set_epoch = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: setattr(dataset.steps, "epoch", epoch))
+    # what the runner's epoch callback does when an epoch begins
+    set_epoch = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, _: setattr(dataset.steps, "epoch", epoch))
     model.fit(dataset, epochs=initial_epoch + 2, initial_epoch=initial_epoch, shuffle=False, verbose=0,
               callbacks=[set_epoch])
     expected = StepBatches(tiny_sequence(), steps_per_epoch=4)

@@ -38,14 +38,25 @@ class StepBatches:
 
 
 def step_dataset(sequence: "DetectionSequence", steps_per_epoch: int) -> Any:
-    """A ``keras.utils.PyDataset`` of :class:`StepBatches` (its ``.steps``), read by ``fit``."""
+    """A ``keras.utils.PyDataset`` of :class:`StepBatches` (its ``.steps``), read by ``fit``.
+
+    ``fit``'s callback sets ``steps.epoch`` when an epoch begins, so a batch must be made after that.
+    On TensorFlow Keras' enqueuer makes them (:data:`~tlutils.data.pipeline.DEFAULT_WORKERS` threads,
+    started with the epoch). Elsewhere ``fit`` reads them one by one as it trains (one worker, no
+    enqueuer): JAX's ``fit`` first reads a batch to build the model, and the batches the enqueuer had
+    made ahead for that read were handed out first in the next epoch, so every epoch began with
+    batches of the one before (ci: 3 of its 4) and a resumed run trained on others than an
+    uninterrupted one.
+    """
     import keras
 
     from tlutils.data.pipeline import DEFAULT_WORKERS
 
+    workers = DEFAULT_WORKERS if keras.backend.backend() == "tensorflow" else 1
+
     class StepDataset(keras.utils.PyDataset):
-        def __init__(self) -> None:  # threads: see DEFAULT_WORKERS for why more than one
-            super().__init__(workers=DEFAULT_WORKERS, use_multiprocessing=False)
+        def __init__(self) -> None:  # threads on TensorFlow: see DEFAULT_WORKERS for why more than one
+            super().__init__(workers=workers, use_multiprocessing=False)
             self.steps = StepBatches(sequence, steps_per_epoch)
 
         def __len__(self) -> int:
