@@ -47,6 +47,17 @@ def test_curves_were_redrawn_live_after_every_epoch_and_detections_at_the_end(tr
     assert not trained.train_button.disabled
 
 
+def test_the_progress_bar_counts_the_source_detector_then_the_run(trained):
+    """The first click trains the missing source detector: its epochs are counted before the run's."""
+    source = resolve(trained.config().replace(stage="source", strategy="scratch", num_target_images=None,
+                                               learning_rate=None, total_steps=None, steps_per_epoch=None,
+                                               l2_regularization=0.0))
+    epochs = source.total_steps // source.steps_per_epoch
+    assert trained.progress_log == ([("source", e, epochs) for e in range(1, epochs + 1)]
+                                    + [("target", 1, 2), ("target", 2, 2)])
+    assert trained.progress.layout.visibility == "hidden"  # hidden again once done
+
+
 def test_a_setting_trained_before_is_read_back_without_training(trained):
     trained.train_button.click()
     assert trained.history == [], "no epoch ran"

@@ -29,7 +29,7 @@ from typing import Any, Callable
 import ipywidgets as widgets
 
 from tlutils.data import synth_dataset
-from tlutils.experiment import RunConfig, load_results, resolve, run, summarize
+from tlutils.experiment import RunConfig, load_results, resolve, run, source_config, summarize
 from tlutils.profiles import get_profile
 from tlutils.transfer import training_plan
 
@@ -111,6 +111,9 @@ class TransferExplorer:
     Attributes:
         freeze_point, learning_rate, num_images, train_button: the Train tab's controls.
         browse_country, browse_metric: the Browse tab's controls.
+        progress: a progress bar over the epochs being trained: the source detector's first when the
+            course has not trained it yet (minutes on a CPU), then the Train run's.
+        progress_log: what the progress bar counted, one ``(stage, epoch, of)`` per finished epoch.
         status: one line of HTML saying what happens; ``curves``, ``detections``, ``browse_plot``:
             ``ipywidgets.Image`` s holding the figures (PNG); ``browse_table``: an HTML table.
         history: the epochs of the current Train run so far (dicts of the logged values).
@@ -161,6 +164,9 @@ class TransferExplorer:
                                             layout=layout)
         self.train_button = widgets.Button(description="Train", button_style="primary", icon="play")
         self.status = widgets.HTML()
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, description="", bar_style="info",
+                                            layout=widgets.Layout(width="520px", visibility="hidden"))
+        self.progress_log: list[tuple[str, int, int]] = []
         self.curves = widgets.Image(format="png")
         self.detections = widgets.Image(format="png")
         self.train_button.on_click(lambda _: self.train())
@@ -168,7 +174,8 @@ class TransferExplorer:
             control.observe(lambda _: self._describe(), names="value")
         self._describe()
         self._train_tab = widgets.VBox([self.freeze_point, self.learning_rate, self.num_images,
-                                        widgets.HBox([self.train_button, self.status]), self.curves, self.detections])
+                                        widgets.HBox([self.train_button, self.status]), self.progress, self.curves,
+                                        self.detections])
 
     def _build_browse_tab(self) -> None:
         self.browse_country = widgets.Dropdown(options=list(self.profile.countries), value=self.country,
@@ -207,12 +214,15 @@ class TransferExplorer:
         config = self.config()
         self.history = []
         self.train_button.disabled = True
-        self.status.value = f"training {config.strategy} ... (the first epoch includes building the model)"
         try:
+            self._train_source(config)
+            self.status.value = f"training {config.strategy} ... (the first epoch includes building the model)"
+            self._start_progress("target", resolve(config).total_steps // self.steps_per_epoch)
             rows = run(config, self.results_dir, data_dir=self.data_dir, verbose=0, tensorboard=False,
                        callbacks=[_live_callback(self._on_epoch)])
         finally:
             self.train_button.disabled = False
+            self.progress.layout.visibility = "hidden"
         self.last_results = rows
         self._draw_curves(rows)
         self._draw_detections(rows)
@@ -222,9 +232,39 @@ class TransferExplorer:
                              f"val loss {final['val_loss']:.2f} after {int(final['step'])} steps")
         return rows
 
+    def _train_source(self, config: RunConfig) -> None:
+        """Run (or read back) the source detector a source-initialized run starts from, with the
+        progress bar: left to ``run``, it would train unseen for minutes before the first target epoch."""
+        if not config.uses_source:
+            return
+        source = source_config(config)
+        resolved = resolve(source)
+        epochs = resolved.total_steps // resolved.steps_per_epoch
+        self._start_progress("source", epochs)
+        self.status.value = (f"training the source detector first ({epochs} epochs, notebook 04's run; "
+                             "once trained, it is read back)")
+
+        def on_source_epoch(epoch: int, logs: dict) -> None:
+            self._advance("source", epoch, f"source detector: epoch {epoch + 1} of {epochs}, "
+                                           f"val mAP@0.5 {logs.get('val_map50', float('nan')):.3f}")
+
+        run(source, self.results_dir, data_dir=self.data_dir, verbose=0, tensorboard=False,
+            callbacks=[_live_callback(on_source_epoch)])
+
+    def _start_progress(self, stage: str, epochs: int) -> None:
+        self.progress.max, self.progress.value = max(1, epochs), 0
+        self.progress.description = stage
+        self.progress.layout.visibility = "visible"
+
+    def _advance(self, stage: str, epoch: int, status: str) -> None:
+        self.progress.value = epoch + 1
+        self.progress_log.append((stage, epoch + 1, self.progress.max))
+        self.status.value = status
+
     def _on_epoch(self, epoch: int, logs: dict) -> None:
         import pandas as pd
 
+        self._advance("target", epoch, "")
         self.history.append({"epoch": epoch + 1, **logs})
         self._draw_curves(pd.DataFrame(self.history))
         self.status.value = (f"epoch {epoch + 1} of {self.train_steps // self.steps_per_epoch}: "
