@@ -79,6 +79,10 @@ class RunConfig:
             features (``tlutils.feature_cache``): for strategies that freeze in every phase
             (``head_only``, ``freeze:<point>``), without augmentation (it would change the frozen
             part's inputs every epoch; the default augmentation becomes ``"none"``).
+        evaluate_test: also score the data's test split at epoch 0 and the last epoch (``test_map50``,
+            ``tlutils.experiment.held_out``): the split that reports what a validation sweep chose.
+        evaluate_source: a target run also scores the source data's val split there
+            (``source_map50``): what the transferred detector kept of the source (forgetting).
     """
 
     stage: str = "target"
@@ -101,6 +105,8 @@ class RunConfig:
     source_seed: int = 0
     backbone_weights: str | None = "imagenet"
     cache_features: bool = False
+    evaluate_test: bool = False
+    evaluate_source: bool = False
 
     def __post_init__(self) -> None:
         from tlutils.data.specs import parse_spec
@@ -139,6 +145,9 @@ class RunConfig:
             raise ValueError(f"l2_regularization must be a finite number >= 0, got {self.l2_regularization!r}")
         if self.cache_features:
             _check_feature_caching(self)
+        if self.evaluate_source and not self.uses_source:
+            raise ValueError("evaluate_source needs a target run that starts from the source detector "
+                             f"(not {self.stage} {self.strategy!r}): forgetting is measured against it")
 
     @property
     def data(self) -> str:

@@ -22,7 +22,7 @@ from tlutils.profiles import get_profile, resolve_precision
 RUNNER_VERSION = 1
 #: Fields added after runs were made, with their "not set" value: they enter the key only when set, so
 #: every earlier run keeps its key (and its stored results).
-KEYED_ONLY_WHEN_SET = {"cache_features": False}
+KEYED_ONLY_WHEN_SET = {"cache_features": False, "evaluate_test": False, "evaluate_source": False}
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,8 @@ class ResolvedRun:
     source_run_key: str | None
     pretrained_key: str | None
     cache_features: bool = False
+    evaluate_test: bool = False
+    evaluate_source: bool = False
     world_seeds: dict[str, int] = field(default_factory=lambda: dict(WORLD_SEEDS))
     runner_version: int = RUNNER_VERSION
     config: RunConfig | None = field(default=None, compare=False, repr=False)
@@ -161,7 +163,8 @@ def resolve(config: RunConfig) -> ResolvedRun:
         # a source-initialized run depends on everything its source run did
         source_run_key=resolve(source_config(config)).key if uses_source else None,
         pretrained_key=pretrain.key if (pretrain := pretrain_config(config)) is not None else None,
-        cache_features=config.cache_features,
+        cache_features=config.cache_features, evaluate_test=config.evaluate_test,
+        evaluate_source=config.evaluate_source,
         config=config,
     )
 

@@ -29,7 +29,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "epoch", "step", "phase", "phase_learning_rate",
     "loss", "localization", "confidence", "regularization", "num_positives",
     "val_loss", "val_localization", "val_confidence", "val_map50", "map_metric", "coco_map",
-    "map50_small", "map50_medium", "map50_large",
+    "map50_small", "map50_medium", "map50_large", "test_map50", "source_map50",
     "epoch_seconds", "eval_seconds", "images_per_s", "trainable_params",
     "source_run_key", "checkpoint",
 )
@@ -37,6 +37,9 @@ RESULT_COLUMNS: tuple[str, ...] = (
 #: on the frames as evaluated (the sign world at the input size; real data on whole frames); final
 #: evaluations only, NaN elsewhere.
 SIZE_COLUMNS = ("map50_small", "map50_medium", "map50_large")
+#: Held-out evaluations (``tlutils.experiment.held_out``): the test split, the source data; epoch 0 and
+#: the last epoch of runs that ask for them, NaN elsewhere.
+HELD_OUT_COLUMNS = ("test_map50", "source_map50")
 #: The per-class table of a run's zero-shot and final evaluations, in its folder (:func:`per_class_table`).
 PER_CLASS_FILE = "per_class.csv"
 #: Its columns: the epoch (0: zero-shot), the class (name, or model class where the run has no names),
@@ -91,7 +94,7 @@ def load_results(path: str | os.PathLike) -> "pd.DataFrame":
         table["data"] = "synth:" + table["country"].astype(str)
         table["data_fingerprint"] = None
         table["classes"] = "name"
-    for column in SIZE_COLUMNS:  # written before mAP by object size was recorded
+    for column in (*SIZE_COLUMNS, *HELD_OUT_COLUMNS):  # written before these were recorded
         if column not in table.columns:
             table[column] = float("nan")
     if "map_metric" not in table.columns:  # written before the metric was named; the runner's val_map50

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 from tlutils.experiment.atomic import remove_stale, write_file, write_text
 from tlutils.experiment.config import SGD_MOMENTUM, STEP_DECAY_FACTOR, STEP_DECAY_FRACTION, RunConfig, source_config
 from tlutils.experiment.resolved import ResolvedRun, resolve
-from tlutils.experiment.results import CONFIG_COLUMNS, SIZE_COLUMNS
+from tlutils.experiment.held_out import held_out_sets
+from tlutils.experiment.results import CONFIG_COLUMNS, HELD_OUT_COLUMNS, SIZE_COLUMNS
 from tlutils.experiment.run_data import build_data, label_maps, training_pool
 from tlutils.experiment.score_cache import CACHE_FOLDER
 from tlutils.experiment.state import load_state, restore_optimizer, restore_weights, save_state
@@ -137,6 +138,7 @@ class Training:
         )
         self.data = build_data(resolved, self.detector, pool, data_dir)
         self.data.score_folder = results_dir / CACHE_FOLDER  # zero-shot scores are shared by runs
+        self.held_out = held_out_sets(resolved, class_names, data_dir)
         self.trainer = SSDTrainer(self.detector)
         self.cache_seconds = 0.0  # seconds spent caching features, added to the next epoch's
         self.per_epoch = epochs_of(self.plan, resolved.steps_per_epoch)
@@ -213,7 +215,10 @@ class Training:
         train_seconds, self.cache_seconds = train_seconds + self.cache_seconds, 0.0
         started = time.perf_counter()
         # the detector itself where the trainer trains a part of it on cached features
-        scores = self.data.evaluate(self.detector if self.resolved.cache_features else self.trainer, final=last)
+        evaluated = self.detector if self.resolved.cache_features else self.trainer
+        scores = self.data.evaluate(evaluated, final=last)
+        if last:
+            scores.update(self._held_out_scores(evaluated))
         eval_seconds = time.perf_counter() - started
         logs.update({f"val_{name}": scores[name] for name in VAL_LOSS_TERMS}, val_map50=scores["map50"])
         self.rows.append(self._row(epoch, logs, scores, train_seconds, eval_seconds))
@@ -221,6 +226,10 @@ class Training:
             write_file(self.checkpoint, self.detector.save)
             write_per_class(self.run_dir, scores, epoch + 1)
         self.state_folder = save_state(self.state_dir, epoch + 1, self.detector, self.trainer.optimizer, self.rows)
+
+    def _held_out_scores(self, model: Any) -> dict[str, float]:
+        """``test_map50`` / ``source_map50`` where the run asks for them (``tlutils.experiment.held_out``)."""
+        return {held_out.column: held_out.map50(model, self.data.anchors) for held_out in self.held_out}
 
     def zero_shot_row(self) -> dict[str, Any]:
         """Epoch 0 of a target run: the detector as it starts, evaluated before any training.
@@ -233,6 +242,7 @@ class Training:
 
         started = time.perf_counter()
         scores = self.data.evaluate(self.detector, final=True)
+        scores.update(self._held_out_scores(self.detector))
         logs = {name: float("nan") for name in _TRAIN_LOGS}
         logs["regularization"] = float(regularization_loss(self.detector))
         logs.update({f"val_{name}": scores[name] for name in ("loss", "localization", "confidence")})
@@ -252,7 +262,7 @@ class Training:
             "phase_learning_rate": phase.learning_rate,
             **{name: float(logs[name]) for name in (*_TRAIN_LOGS, *(f"val_{n}" for n in VAL_LOSS_TERMS))},
             "val_map50": scores["map50"], "map_metric": MAP_METRIC, "coco_map": scores.get("coco_map", float("nan")),
-            **{column: scores.get(column, float("nan")) for column in SIZE_COLUMNS},
+            **{column: scores.get(column, float("nan")) for column in (*SIZE_COLUMNS, *HELD_OUT_COLUMNS)},
             "epoch_seconds": train_seconds, "eval_seconds": eval_seconds,
             "images_per_s": resolved.steps_per_epoch * resolved.batch_size / max(train_seconds, 1e-9),
             "trainable_params": _num_params(self.detector.trainable_weights),

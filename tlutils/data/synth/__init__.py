@@ -34,7 +34,7 @@ from tlutils.data.synth.placement import (
     SUPERSAMPLE_BELOW,
 )
 from tlutils.data.synth.scene import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, image_rng, render_scene, render_sign
-from tlutils.data.synth.sets import WORLD_SEEDS, synth_dataset
+from tlutils.data.synth.sets import HELD_OUT_SEEDS, WORLD_SEEDS, synth_dataset
 
 __all__ = [
     "COUNTRIES",
@@ -49,6 +49,7 @@ __all__ = [
     "SIGN_CLASSES",
     "SIGN_COUNT_PROBABILITIES",
     "SUPERSAMPLE_BELOW",
+    "HELD_OUT_SEEDS",
     "WORLD_SEEDS",
     "CountryStyle",
     "SceneStyle",

@@ -1,0 +1,50 @@
+"""Held-out evaluations: a test split that chooses nothing, and the source data (forgetting)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tlutils.data.synth import HELD_OUT_SEEDS, WORLD_SEEDS, synth_dataset
+from tlutils.experiment import RunConfig, resolve, run
+from tlutils.experiment.held_out import by_name
+
+
+def test_classes_are_matched_by_canonical_name():
+    model_classes = {1: "speed_limit_50", 2: "stop", 3: "priority_road"}
+    gtsdb = {2: "speed limit 50", 14: "stop", 40: "keep left"}
+    assert by_name(gtsdb, model_classes) == {2: 1, 14: 2}  # "keep left" has no model class: left out
+
+
+def test_the_sign_worlds_test_split_is_its_own_set(tmp_path):
+    assert set(HELD_OUT_SEEDS.values()).isdisjoint(WORLD_SEEDS.values())
+    test, val = (synth_dataset("germany", split, 3, 64, tmp_path) for split in ("test", "val"))
+    assert len(test) == 3 and not np.array_equal(test[0].boxes, val[0].boxes)
+    with pytest.raises(ValueError, match="unknown split 'holdout'"):
+        synth_dataset("germany", "holdout", 3, 64, tmp_path)
+
+
+def test_held_out_flags_enter_the_key_only_when_set_and_need_a_source():
+    plain = resolve(RunConfig(profile="ci", strategy="finetune", num_target_images=10))
+    assert not {"evaluate_test", "evaluate_source"} & set(plain.to_dict())  # earlier runs keep their keys
+    assert resolve(RunConfig(profile="ci", strategy="finetune", num_target_images=10, evaluate_test=True)).key != plain.key
+    with pytest.raises(ValueError, match="evaluate_source needs a target run that starts from the source"):
+        RunConfig(profile="ci", strategy="scratch", num_target_images=10, evaluate_source=True)
+
+
+@pytest.mark.slow
+def test_a_run_scores_the_test_split_and_the_source_at_its_start_and_end(tmp_path):
+    config = RunConfig(profile="ci", target_data="germany", strategy="finetune", num_target_images=10,
+                       evaluate_test=True, evaluate_source=True)
+    rows = run(config, tmp_path / "results", data_dir=tmp_path / "data", verbose=0, tensorboard=False)
+    for column in ("test_map50", "source_map50"):
+        finite = [math.isfinite(value) for value in rows[column]]
+        assert finite == [True, False, False, True], column
+        assert rows[column].dropna().between(0, 1).all()
+    plain = run(config.replace(evaluate_test=False, evaluate_source=False), tmp_path / "results",
+                data_dir=tmp_path / "data", verbose=0, tensorboard=False)
+    assert plain[["test_map50", "source_map50"]].isna().all().all()
+    # the flags add evaluations, they change no training: the same losses, bit for bit
+    assert np.array_equal(plain["loss"].to_numpy(), rows["loss"].to_numpy(), equal_nan=True)

@@ -1,0 +1,60 @@
+"""Choosing a learning rate per strategy on one split and reporting it on another.
+
+A table that gives every strategy the same learning rate compares the rates as much as the
+strategies (fine-tuning at a tenth of the base rate against frozen variants at the full rate). The
+fair comparison sweeps the rate per strategy, picks each strategy's best on the **validation** split,
+and reports the picked run on a **test** split that took no part in the choice: choosing and
+reporting on one split rewards the luckiest of several tries.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: What tells runs of one setting apart besides the learning rate and the seed.
+SETTING_COLUMNS = ("stage", "country", "classes", "num_target_images", "strategy", "l2_regularization")
+
+
+def select_learning_rates(results: "pd.DataFrame", choose_by: str = "val_map50",
+                          report: Sequence[str] = ("test_map50",)) -> "pd.DataFrame":
+    """Each setting's learning rate with the best mean ``choose_by`` over seeds, and its ``report`` numbers.
+
+    Args:
+        results: the results table (any epochs; each run's last epoch is used), runs of one setting at
+            several ``learning_rate`` values and seeds.
+        choose_by: the column the rate is chosen on (the validation metric, higher is better).
+        report: the columns reported for the chosen rate (mean and std over its seeds).
+
+    Returns:
+        One row per setting (:data:`SETTING_COLUMNS` present in the table): ``learning_rate`` (the
+        chosen one), ``rates_tried``, ``<choose_by>_mean``, then ``<column>_mean`` / ``<column>_std``
+        per ``report`` column, and ``num_seeds`` of the chosen rate.
+
+    Raises:
+        ValueError: a column is missing, or ``choose_by`` is also reported (choosing and reporting on
+            the same numbers is the bias this function exists to avoid).
+    """
+    from tlutils.experiment.results import final_epochs
+
+    if choose_by in report:
+        raise ValueError(f"{choose_by!r} both chooses and is reported: report another split's metric")
+    missing = sorted({choose_by, *report, "learning_rate", "seed", "run_key"} - set(results.columns))
+    if missing:
+        raise ValueError(f"the results table has no {missing}")
+    final = final_epochs(results)
+    keys = [column for column in SETTING_COLUMNS if column in final.columns]
+    by_rate = final.groupby([*keys, "learning_rate"], dropna=False)
+    stats = by_rate[choose_by].mean().rename(f"{choose_by}_mean").to_frame()
+    for column in report:
+        stats[f"{column}_mean"] = by_rate[column].mean()
+        stats[f"{column}_std"] = by_rate[column].std(ddof=0)
+    stats["num_seeds"] = by_rate["seed"].nunique()
+    stats = stats.reset_index()
+    stats["rates_tried"] = stats.groupby(keys, dropna=False)["learning_rate"].transform("count")
+    best = stats.loc[stats.groupby(keys, dropna=False)[f"{choose_by}_mean"].idxmax()]
+    columns = [*keys, "learning_rate", "rates_tried", f"{choose_by}_mean",
+               *(f"{column}_{what}" for column in report for what in ("mean", "std")), "num_seeds"]
+    return best[columns].reset_index(drop=True)
