@@ -30,8 +30,8 @@ def test_held_out_flags_enter_the_key_only_when_set_and_need_a_source():
     plain = resolve(RunConfig(profile="ci", strategy="finetune", num_target_images=10))
     assert not {"evaluate_test", "evaluate_source"} & set(plain.to_dict())  # earlier runs keep their keys
     assert resolve(RunConfig(profile="ci", strategy="finetune", num_target_images=10, evaluate_test=True)).key != plain.key
-    with pytest.raises(ValueError, match="evaluate_source needs a target run that starts from the source"):
-        RunConfig(profile="ci", strategy="scratch", num_target_images=10, evaluate_source=True)
+    with pytest.raises(ValueError, match="evaluate_source scores a target run"):
+        RunConfig(profile="ci", stage="source", evaluate_source=True)
 
 
 @pytest.mark.slow

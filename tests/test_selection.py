@@ -43,3 +43,14 @@ def test_choosing_and_reporting_on_the_same_split_is_refused():
         select_learning_rates(table([("finetune", 1e-4, 0, 0.3, 0.5)]), report=["val_map50"])
     with pytest.raises(ValueError, match="no \\['test_map50'\\]"):
         select_learning_rates(table([("finetune", 1e-4, 0, 0.3, 0.5)]).drop(columns="test_map50"))
+
+
+def test_the_sweep_command_sweeps_rates_and_asks_for_held_out_scores():
+    from tlutils.cli import build_parser
+    from tlutils.experiment.sweeps import cli_grid
+
+    args = build_parser().parse_args(["sweep", "--profile", "ci", "--strategies", "finetune", "head_only",
+                                      "--learning-rates", "1e-4", "1e-3", "--evaluate-test", "--evaluate-source"])
+    grid, base = cli_grid(args)
+    assert grid["learning_rate"] == [1e-4, 1e-3] and base.evaluate_test and base.evaluate_source
+    assert "learning_rate" not in cli_grid(build_parser().parse_args(["sweep", "--profile", "ci"]))[0]

@@ -128,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
                             "imagenet) on --source-data; --num-target-images then sizes the source set")
     sweep.add_argument("--total-steps", type=int, default=None,
                        help="optimizer steps per run (default: the profile's budget for the stage)")
+    sweep.add_argument("--learning-rates", nargs="*", type=float, default=None,
+                       help="base learning rates to sweep (each strategy at each; choose per strategy on val "
+                            "with tlutils.experiment.selection.select_learning_rates)")
+    sweep.add_argument("--evaluate-test", action="store_true",
+                       help="also score the test split at the start and the end (test_map50)")
+    sweep.add_argument("--evaluate-source", action="store_true",
+                       help="also score the source data again (source_map50: what the transfer forgot)")
     sweep.add_argument("--cache-features", action="store_true",
                        help="run the frozen part once per image and train the rest on stored features "
                             "(head_only, freeze:<point>; no augmentation)")

@@ -82,7 +82,8 @@ class RunConfig:
         evaluate_test: also score the data's test split at epoch 0 and the last epoch (``test_map50``,
             ``tlutils.experiment.held_out``): the split that reports what a validation sweep chose.
         evaluate_source: a target run also scores the source data's val split there
-            (``source_map50``): what the transferred detector kept of the source (forgetting).
+            (``source_map50``): what the transferred detector kept of the source (forgetting); for
+            scratch, the reference of a detector that never saw it.
     """
 
     stage: str = "target"
@@ -145,9 +146,9 @@ class RunConfig:
             raise ValueError(f"l2_regularization must be a finite number >= 0, got {self.l2_regularization!r}")
         if self.cache_features:
             _check_feature_caching(self)
-        if self.evaluate_source and not self.uses_source:
-            raise ValueError("evaluate_source needs a target run that starts from the source detector "
-                             f"(not {self.stage} {self.strategy!r}): forgetting is measured against it")
+        if self.evaluate_source and self.stage != "target":
+            raise ValueError("evaluate_source scores a target run on its source data; a source run's val "
+                             "mAP is that already")
 
     @property
     def data(self) -> str:

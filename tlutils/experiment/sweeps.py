@@ -108,11 +108,15 @@ def cli_grid(args: Any) -> tuple[dict[str, list[Any]], RunConfig]:
     sizes = args.num_target_images or ([None] if source else profile.target_sizes)
     grid["num_target_images"] = list(sizes)
     grid["seed"] = list(args.seeds if args.seeds is not None else profile.seeds)
+    if getattr(args, "learning_rates", None):
+        grid["learning_rate"] = list(args.learning_rates)
     base = RunConfig(stage="source" if source else "target", profile=args.profile, strategy=grid["strategy"][0],
                      num_target_images=grid["num_target_images"][0],
                      l2_regularization=getattr(args, "l2_regularization", 0.0),
                      total_steps=getattr(args, "total_steps", None),
                      cache_features=getattr(args, "cache_features", False),
+                     evaluate_test=getattr(args, "evaluate_test", False),
+                     evaluate_source=getattr(args, "evaluate_source", False),
                      source_data=getattr(args, "source_data", None) or RunConfig.source_data,
                      classes=getattr(args, "classes", None) or RunConfig.classes)
     return grid, base
