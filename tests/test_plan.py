@@ -54,16 +54,18 @@ def test_the_ci_course_plan_follows_the_notebooks(tmp_path):
     # 04 the source run (8 steps); 05 five strategies + two freeze depths (12 steps each); 06 its
     # variants are 05's runs, plus scratch with the other preprocessing and fine-tuning at 10x and 100x the
     # rate; 07 one Train click of 2 epochs of 12 // 3 = 4 steps; 08 three strategies on its stand-in (24
-    # frames split 17 train, 4 val, 3 test), 12 steps each, evaluated 3 + 1 times on the 4 val frames.
+    # frames of 192 px split 17 train, 4 val, 3 test), 12 steps each, evaluated 3 + 1 times on the 4 val
+    # frames' 6 crops each (96), and at the zero-shot and the last evaluation tiled whole: 10 tiles of
+    # 96 px a frame (3 x 3 at scale 1, 1 at scale 0.5), 2 x 40 = 80; 176 a run.
     plan = course_plan("ci", results_dir=tmp_path)
     assert plan.by_notebook() == {
         "04_source_detector": {"runs": 1, "steps": 8, "train_images": 64, "eval_images": 32},
         "05_transfer_study": {"runs": 7, "steps": 84, "train_images": 672, "eval_images": 448},
         "06_loss_curve_diagnosis": {"runs": 3, "steps": 36, "train_images": 288, "eval_images": 192},
         "07_interactive_explorer": {"runs": 1, "steps": 8, "train_images": 64, "eval_images": 48},
-        "08_your_own_data": {"runs": 3, "steps": 36, "train_images": 288, "eval_images": 48},
+        "08_your_own_data": {"runs": 3, "steps": 36, "train_images": 288, "eval_images": 528},
     }
-    assert plan.totals() == {"runs": 15, "steps": 172, "train_images": 1376, "eval_images": 768}
+    assert plan.totals() == {"runs": 15, "steps": 172, "train_images": 1376, "eval_images": 1248}
 
 
 def test_notebook_05s_runs_are_its_grid_and_depth_curve():
@@ -165,3 +167,28 @@ def test_tlutils_sweep_prints_its_plan_before_it_trains(monkeypatch, capsys, tmp
     # the source run and two target runs of 12 steps, for the profile's one country
     assert out.index("plan (ci profile): 3 runs to train") < out.index("sweeping")
     assert "  total      3         32            256           160" in out.splitlines()
+
+
+def test_a_real_data_run_prices_its_tiled_whole_frame_evaluations(tmp_path):
+    """Real frames: val crops at every evaluation, and every tile of every whole val frame at the
+    zero-shot and the last evaluation (what costs the time, ~140 tiles a GTSDB frame at 160 px)."""
+    from tlutils.data.synth import generate
+    from tlutils.experiment import resolve
+    from tlutils.experiment.datasets import load_split
+    from tlutils.experiment.run_data import (REAL_BACKGROUND_CROPS, REAL_POSITIVE_CROPS, REAL_TILE_OVERLAP_SHARE,
+                                             REAL_TILE_SCALES)
+    from tlutils.plan.runs import planned_run
+    from tlutils.tiling import tile_grid
+
+    generate("germany", 24, tmp_path / "coco", seed=5, image_size=192)
+    config = RunConfig(profile="ci", target_data=f"coco:{tmp_path / 'coco' / 'annotations.json'}", strategy="finetune",
+                       num_target_images=10)
+    resolved, planned = resolve(config), planned_run(config, "sweep")
+    frames = load_split(resolved.data, "val", "name", resolved.num_val_images, 96, None)
+    tiles = sum(len(tile_grid(f.width, f.height, 96, round(REAL_TILE_OVERLAP_SHARE * 96), REAL_TILE_SCALES))
+                for f in frames)
+    assert tiles > len(frames)  # 192-px frames: several 96-px tiles each
+    crops = len(frames) * (REAL_POSITIVE_CROPS + REAL_BACKGROUND_CROPS)
+    assert planned.eval_images == pytest.approx(planned.evaluations * crops + 2 * tiles, abs=planned.evaluations)
+    synth = planned_run(config.replace(target_data="germany"), "sweep")
+    assert synth.val_images == resolve(config.replace(target_data="germany")).num_val_images

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any, TYPE_CHECKING
 
 from tlutils.paths import runs_dir
 
@@ -86,10 +86,35 @@ def planned_run(config: "RunConfig", notebook: str, done_keys: Iterable[str] = (
     extras = [f"{name}={getattr(config, name)}" for name in ("preprocessing", "learning_rate")
               if getattr(config, name) is not None]
     label = " ".join([resolved.name.removesuffix(f"_{resolved.key}"), *extras])
+    evaluations = epochs + (resolved.stage == "target")
     return PlannedRun(notebook=notebook, label=label, key=resolved.key,
                       steps=resolved.total_steps, batch_size=resolved.batch_size,
-                      evaluations=epochs + (resolved.stage == "target"), val_images=resolved.num_val_images,
+                      evaluations=evaluations, val_images=_val_images_per_evaluation(resolved, evaluations),
                       phases=len(phases), done=resolved.key in set(done_keys))
+
+
+def _val_images_per_evaluation(resolved: Any, evaluations: int) -> int:
+    """Detector inputs one evaluation costs, on average over the run's evaluations.
+
+    The sign world: its val images. Real data (``tlutils.experiment.run_data``): the fixed val crops at
+    every evaluation, and at the first of a target run (zero-shot) and the last the tiles of every
+    whole val frame (``tlutils.tiling.tile_grid``, ~140 at 160 px on a 1360 x 800 GTSDB frame).
+    """
+    from tlutils.experiment.datasets import is_synth, load_split
+
+    if is_synth(resolved.data):
+        return resolved.num_val_images
+    from tlutils.experiment.run_data import (REAL_BACKGROUND_CROPS, REAL_POSITIVE_CROPS, REAL_TILE_OVERLAP_SHARE,
+                                             REAL_TILE_SCALES)
+    from tlutils.tiling import tile_grid
+
+    frames = load_split(resolved.data, "val", resolved.classes, resolved.num_val_images, resolved.input_size, None)
+    overlap = round(REAL_TILE_OVERLAP_SHARE * resolved.input_size)
+    tiles = sum(len(tile_grid(frame.width, frame.height, resolved.input_size, overlap, REAL_TILE_SCALES))
+                for frame in frames)
+    crops = len(frames) * (REAL_POSITIVE_CROPS + REAL_BACKGROUND_CROPS)
+    whole_frame_passes = 1 + (resolved.stage == "target")
+    return round(crops + whole_frame_passes * tiles / evaluations)
 
 
 def plan_of(profile: str, configs_by_notebook: Mapping[str, Sequence["RunConfig"]],
