@@ -47,6 +47,14 @@ def test_tiled_detections_show_the_runners_tiles_the_truth_and_at_most_the_best_
         assert len(found) == 3 and axis.get_title().startswith("3 detections >= 0 drawn, 1 sign; 192x160 px")
         captions = [text.get_text() for text in axis.texts]
         assert all(caption.split()[0] in {"yield", "stop"} for caption in captions)  # model classes 1, 2 named
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    for axis in axes:  # whole frames keep their shape; the captions stay on them
+        image = axis.images[0].get_window_extent(renderer)
+        assert axis.get_aspect() == 1.0 and image.width / image.height == pytest.approx(192 / 160, rel=1e-3)
+        for text in axis.texts:
+            caption = text.get_bbox_patch().get_window_extent(renderer)
+            assert image.padded(0.5).contains(*caption.p0) and image.padded(0.5).contains(*caption.p1)
     plt.close(figure)
 
 

@@ -104,6 +104,9 @@ def test_browse_shows_only_runs_comparable_with_the_study(tmp_path):
     finetune_50 = summary[(summary["strategy"] == "finetune") & (summary["num_target_images"] == 50)]
     assert finetune_50["coco_map_mean"].item() == pytest.approx(0.25)
     assert "finetune" in explorer.browse_table.value
+    assert explorer.browse_metric.label == "COCO mAP@[.5:.95]"  # human labels, column names underneath
+    assert "COCO mAP@[.5:.95] (mean over seeds)" in explorer.browse_table.value
+    assert "target images" in explorer.browse_table.value
 
 
 def test_browse_without_results_says_what_to_run(tmp_path):

@@ -30,6 +30,7 @@ import ipywidgets as widgets
 
 from tlutils.data import synth_dataset
 from tlutils.experiment import RunConfig, load_results, resolve, run, source_config, summarize
+from tlutils.plotting.core import label_of
 from tlutils.profiles import get_profile
 from tlutils.transfer import training_plan
 
@@ -180,7 +181,8 @@ class TransferExplorer:
     def _build_browse_tab(self) -> None:
         self.browse_country = widgets.Dropdown(options=list(self.profile.countries), value=self.country,
                                                description="country")
-        self.browse_metric = widgets.Dropdown(options=BROWSE_METRICS, value="val_map50", description="metric")
+        self.browse_metric = widgets.Dropdown(options=[(label_of(metric), metric) for metric in BROWSE_METRICS],
+                                              value="val_map50", description="metric")
         self.browse_plot = widgets.Image(format="png")
         self.browse_table = widgets.HTML()
         for control in (self.browse_country, self.browse_metric):
@@ -304,7 +306,8 @@ class TransferExplorer:
         summary = summarize(results, metric=metric)
         self.browse_plot.value = figure_png(plot_map_vs_images(summary, metric=metric))
         table = summary.pivot_table(index="strategy", columns="num_target_images", values=f"{metric}_mean")
-        self.browse_table.value = table.round(3).to_html()
+        table = table.rename_axis(index=label_of("strategy"), columns=label_of("num_target_images"))
+        self.browse_table.value = f"<p>{label_of(f'{metric}_mean')}</p>" + table.round(3).to_html()
         return summary
 
 

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tlutils.plotting.core import _add_boxes, _subplots
+from tlutils.plotting.core import _add_boxes, _show_image, _subplots
 
 __all__ = ["plot_anchors", "plot_feature_maps", "plot_matched_anchors", "plot_parameters_per_block",
            "show_detections", "show_tiled_detections"]
@@ -39,7 +39,7 @@ def plot_anchors(image: np.ndarray, config: Any, max_grid_points: int = 400):
         start += cells * cells * boxes
         centre = cells // 2
         corners = ops.convert_to_numpy(to_corners(layer_anchors[centre, centre])) * size
-        ax.imshow(np.asarray(image).astype(np.uint8))
+        _show_image(ax, image)
         if cells * cells <= max_grid_points:
             grid = layer_anchors[:, :, 0, :2].reshape(-1, 2) * size
             ax.scatter(grid[:, 0], grid[:, 1], s=2, c="white")
@@ -84,7 +84,7 @@ def plot_feature_maps(model: Any, image: np.ndarray, layer_names: Sequence[str],
         panels = [maps.mean(axis=-1)] + [maps[..., c] for c in range(min(channels, maps.shape[-1]))]
         for column, panel in enumerate(panels):
             ax = axes[row * (channels + 1) + column]
-            ax.imshow(panel, cmap="viridis")
+            ax.imshow(panel, cmap="viridis", aspect="equal")
             ax.set_axis_off()
             shape = "x".join(str(size) for size in maps.shape)
             ax.set_title(f"{name} {shape}\nmean" if column == 0 else f"channel {column - 1}", fontsize=7)
@@ -110,7 +110,7 @@ def plot_matched_anchors(image: np.ndarray, gt_boxes: np.ndarray, anchors: np.nd
     corners = ops.convert_to_numpy(to_corners(np.asarray(anchors, dtype=np.float32))) * scale
     class_targets = np.asarray(class_targets)
     figure, ax = plt.subplots(figsize=(5, 5), layout="constrained")
-    ax.imshow(np.asarray(image).astype(np.uint8))
+    _show_image(ax, image)
     _add_boxes(ax, corners[class_targets == -1], None, "#bbbbbb", linestyle=":")
     _add_boxes(ax, corners[class_targets > 0], None, "yellow")
     _add_boxes(ax, np.asarray(gt_boxes, dtype=float) * scale, None, "lime")
@@ -153,7 +153,7 @@ def show_detections(detector: Any, dataset: Any, score_threshold: float = 0.3, m
         keep[max_per_image:] = False
         captions = [f"{names.get(int(label), label)} {score:.2f}"
                     for label, score in zip(found["labels"][keep], found["scores"][keep])]
-        ax.imshow(image.astype(np.uint8))
+        _show_image(ax, image)
         _add_boxes(ax, truth["boxes"] * size, None, "white", linestyle="--")
         _add_boxes(ax, found["boxes"][keep] * size, captions, "lime")
         signs = "1 sign" if len(truth["boxes"]) == 1 else f"{len(truth['boxes'])} signs"
@@ -213,7 +213,7 @@ def show_tiled_detections(detector: Any, records: Sequence[Any], class_names: di
         frame = np.array([record.width, record.height] * 2, dtype=float)
         captions = [f"{class_names.get(int(label), int(label))} {score:.2f}"
                     for label, score in zip(found["labels"][keep], found["scores"][keep])]
-        ax.imshow(image)
+        _show_image(ax, image)
         if show_tiles:
             tiles = tile_grid(record.width, record.height, size, overlap, scales[:1])
             _add_boxes(ax, tiles, None, "#ffff0066", linestyle=":")

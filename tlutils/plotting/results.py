@@ -2,7 +2,9 @@
 (``tlutils.experiment.RESULT_COLUMNS``: one row per run and epoch).
 
 Each function returns a pyplot figure (shown inline by Jupyter at the end of the cell); save it with
-``save_figure``. pandas and seaborn are imported inside the functions.
+``save_figure``. Columns are named by their human labels (``tlutils.plotting.core.label_of``: "val
+mAP@0.5", not ``val_map50``), and panels that show the same quantity share their y-scale. pandas and
+seaborn are imported inside the functions.
 """
 
 from __future__ import annotations
@@ -12,29 +14,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from tlutils.experiment.results import final_epochs, ordered_strategies
-from tlutils.plotting.core import _subplots
+from tlutils.plotting.core import _subplots, label_of, share_y_by_quantity
 from tlutils.transfer import freeze_depth_order
 
-__all__ = ["METRIC_LABELS", "metric_label", "plot_freeze_depth", "plot_history", "plot_loss_components",
+__all__ = ["plot_freeze_depth", "plot_history", "plot_loss_components",
            "plot_loss_vs_map", "plot_map_by_shift", "plot_map_vs_images", "plot_training_speed"]
 
-#: How figures name the results table's columns.
-METRIC_LABELS = {
-    "val_map50": "val mAP@0.5", "coco_map": "val COCO mAP@[.5:.95]", "loss": "training loss",
-    "val_loss": "val loss", "localization": "localization loss", "confidence": "confidence loss",
-    "val_localization": "val localization loss", "val_confidence": "val confidence loss",
-    "regularization": "L2 regularization", "num_positives": "matched anchors per batch",
-    "images_per_s": "training images / s", "learning_rate": "learning rate", "num_target_images": "target images",
-}
-
-
-def metric_label(column: str) -> str:
-    """The label of a results column in a figure: :data:`METRIC_LABELS`, else the name with spaces."""
-    return METRIC_LABELS.get(column, column.replace("_", " "))
-
-
 def plot_history(results: Any, metrics: Sequence[str] = ("loss", "val_loss", "val_map50"),
-                 hue: str | None = "strategy", x: str = "epoch"):
+                 hue: str | None = "strategy", x: str = "epoch", share_y: bool = True):
     """One panel per metric against ``x``, a line per value of ``hue`` (mean over seeds, band = std).
 
     Args:
@@ -42,6 +29,8 @@ def plot_history(results: Any, metrics: Sequence[str] = ("loss", "val_loss", "va
         metrics: columns to plot, e.g. ``("loss", "regularization", "val_map50")``.
         hue: column that tells the lines apart (``"strategy"``, ``"learning_rate"``, ...); ``None``: one line.
         x: ``"epoch"`` or ``"step"``.
+        share_y: panels of the same quantity (every loss column; every mAP column:
+            ``tlutils.plotting.core.QUANTITIES``) share one y-scale; ``False``: each its own.
     """
     import seaborn as sns
 
@@ -54,12 +43,14 @@ def plot_history(results: Any, metrics: Sequence[str] = ("loss", "val_loss", "va
             table[hue] = [f"{value:g}" if isinstance(value, float) else str(value) for value in table[hue]]
             order = list(dict.fromkeys(table.sort_values(hue)[hue]))
     figure, axes = _subplots(len(metrics), 3, 4.0, 3.2)
+    if share_y:
+        share_y_by_quantity(axes, metrics)
     for index, (ax, metric) in enumerate(zip(axes, metrics)):
         sns.lineplot(data=table, x=x, y=metric, hue=hue, hue_order=order, marker="o", errorbar="sd", ax=ax,
                      legend=index == len(metrics) - 1)
-        ax.set(title=metric_label(metric), ylabel="")
+        ax.set(xlabel=label_of(x), ylabel=label_of(metric))
     if hue is not None and len(order) > 0:
-        sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1.0), title=metric_label(hue))
+        sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1.0), title=label_of(hue))
     return figure
 
 
@@ -83,7 +74,7 @@ def plot_map_vs_images(summary: Any, metric: str = "val_map50"):
 
     table = summary[summary["stage"] == "target"] if "stage" in summary else summary
     countries = _country_order(table["country"])
-    figure, axes = _subplots(len(countries), len(countries), 4.0, 3.4)
+    figure, axes = _subplots(len(countries), len(countries), 4.0, 3.4, sharey=True)  # one mAP scale
     for ax, country in zip(axes, countries):
         rows = table[table["country"] == country]
         for strategy in ordered_strategies(rows["strategy"]):
@@ -94,8 +85,8 @@ def plot_map_vs_images(summary: Any, metric: str = "val_map50"):
         sizes = sorted(rows["num_target_images"].unique())
         ax.set_xticks(sizes, [str(size) for size in sizes])
         ax.minorticks_off()
-        ax.set(title=f"{country} ({COUNTRY_SHIFT.get(country, '?')} shift)", xlabel="target training images",
-               ylabel=metric_label(metric))
+        ax.set(title=f"{country} ({COUNTRY_SHIFT.get(country, '?')} shift)", xlabel=label_of("num_target_images"))
+    axes[0].set_ylabel(label_of(metric))
     axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), title="strategy")
     return figure
 
@@ -121,7 +112,7 @@ def plot_map_by_shift(summary: Any, num_target_images: int | None = None, metric
         ax.bar(np.arange(len(countries)) + (index - (len(strategies) - 1) / 2) * width, rows[f"{metric}_mean"],
                width, yerr=rows[f"{metric}_std"], capsize=2, label=strategy)
     ax.set_xticks(np.arange(len(countries)), [f"{c}\n({COUNTRY_SHIFT.get(c, '?')})" for c in countries])
-    ax.set(ylabel=metric_label(metric), title=f"{metric_label(metric)} by country shift, {size} target images")
+    ax.set(ylabel=label_of(metric), title=f"{label_of(metric)} by country shift, {size} target images")
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), title="strategy")
     return figure
 
@@ -141,12 +132,12 @@ def plot_loss_components(results: Any):
     figure, axes = plt.subplots(1, 2, figsize=(3.0 + 1.1 * len(strategies), 3.6), layout="constrained")
     bottom = np.zeros(len(strategies))
     for part, color in (("localization", "#377eb8"), ("confidence", "#4daf4a"), ("regularization", "#999999")):
-        axes[0].bar(strategies, means[part], bottom=bottom, color=color, label=part)
+        axes[0].bar(strategies, means[part], bottom=bottom, color=color, label=label_of(part))
         bottom += np.asarray(means[part], dtype=float)
-    axes[0].set(title="final training loss = sum of the parts", ylabel="loss")
+    axes[0].set(title=f"final {label_of('loss')} = sum of the parts", ylabel=label_of("loss"))
     axes[0].legend()
     axes[1].bar(strategies, means["val_map50"], color="#ff7f00")
-    axes[1].set(title="final validation mAP@0.5", ylabel="mAP")
+    axes[1].set(title=f"final {label_of('val_map50')}", ylabel=label_of("val_map50"))
     for ax in axes:
         ax.tick_params(axis="x", labelrotation=30)
     return figure
@@ -158,13 +149,14 @@ def plot_loss_vs_map(results: Any):
 
     final = final_epochs(results)
     order = ordered_strategies(final["strategy"])
-    figure, axes = _subplots(2, 2, 4.2, 3.4)
+    figure, axes = _subplots(2, 2, 4.2, 3.4, sharey=True)  # both panels: val mAP@0.5
     for index, (ax, column) in enumerate(zip(axes, ("loss", "val_loss"))):
         sns.scatterplot(data=final, x=column, y="val_map50", hue="strategy", hue_order=order, s=50, ax=ax,
                         legend=index == 1)
-        ax.set(title=f"final {metric_label(column)} vs {metric_label('val_map50')}", xlabel=metric_label(column),
-               ylabel=metric_label("val_map50"))
-    sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1.0))
+        ax.set(title=f"final {label_of(column)} vs {label_of('val_map50')}", xlabel=label_of(column),
+               ylabel=label_of("val_map50"))
+    axes[1].set_ylabel("")
+    sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1.0), title=label_of("strategy"))
     return figure
 
 
@@ -178,7 +170,7 @@ def plot_training_speed(speed: Any, total_params: int):
     for x, y, label, phase in zip(share, speed["images_per_s"], speed["strategy"], speed["phase"]):
         text = f"{label} ({phase})" if label == "two_stage" else label
         ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
-    ax.set(xlabel="trainable share of the parameters", ylabel="training images / s",
+    ax.set(xlabel="trainable share of the parameters", ylabel=label_of("images_per_s"),
            title="does freezing speed up training?", xlim=(0, 1.05))
     ax.set_ylim(bottom=0)
     return figure
@@ -202,6 +194,6 @@ def plot_freeze_depth(summary: Any, metric: str = "val_map50"):
     if "scratch" in table.index:
         ax.axhline(table.loc["scratch", f"{metric}_mean"], color="grey", linestyle="--", label="scratch")
     ax.set_xticks(range(len(depths)), [label.replace("freeze:", "up to ") for label in depths], rotation=30)
-    ax.set(xlabel="frozen part (shallow -> deep)", ylabel=metric_label(metric), title="how deep to freeze?")
+    ax.set(xlabel="frozen part (shallow -> deep)", ylabel=label_of(metric), title="how deep to freeze?")
     ax.legend()
     return figure

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from tlutils.plotting.core import _add_boxes, _subplots, save_figure
+from tlutils.plotting.core import _add_boxes, _show_image, _subplots, save_figure
 
 __all__ = ["SUPERCLASS_COLOURS", "UNKNOWN_COLOR", "box_table", "plot_box_sizes", "plot_box_statistics",
            "save_gallery", "save_sign_table", "show_records"]
@@ -37,7 +37,7 @@ def show_records(records: Sequence[Any], columns: int = 4, panel_size: float = 3
     aspect = records[0].height / records[0].width
     figure, axes = _subplots(len(records), columns, panel_size, panel_size * aspect + 0.3)
     for ax, record in zip(axes, records):
-        ax.imshow(load_image(record))
+        _show_image(ax, load_image(record))
         for index, box in enumerate(record.boxes):
             color = SUPERCLASS_COLOURS.get(record.superclasses[index], UNKNOWN_COLOR)
             _add_boxes(ax, box[None], [record.class_names[index]] if captions else None, color)
@@ -169,26 +169,17 @@ def save_gallery(path: str | Path | None = None, countries: Sequence[str] | None
         for column in range(per_country):
             pixels, boxes, labels = render_scene(country, image_rng(seed, country, column), size)
             axis = axes[row, column]
-            axis.imshow(pixels)
-            for (x0, y0, x1, y1), label in zip(boxes, labels):
+            _show_image(axis, pixels)
+            for box, label in zip(boxes, labels):
                 sign = SIGN_CLASSES[label - 1]
-                colour = SUPERCLASS_COLOURS[sign.superclass]
-                axis.add_patch(_rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, colour))
-                label_text = axis.text(x0, y0 - 2, sign.name, color="white", fontsize=5.5, va="bottom",
-                                       bbox={"facecolor": colour, "edgecolor": "none", "pad": 0.6, "alpha": 0.85})
-                label_text.set_in_layout(False)  # names near the top edge must not move the grid
+                # pixel edges: imshow centres pixel i on i, so its left edge is at i - 0.5
+                _add_boxes(axis, np.asarray(box, dtype=float) - 0.5, [sign.name], SUPERCLASS_COLOURS[sign.superclass])
             axis.set_xticks([])
             axis.set_yticks([])
             if column == 0:
                 axis.set_ylabel(f"{country} ({COUNTRY_SHIFT[country]})", fontsize=10)
     figure.suptitle(f"The embedded sign world: {size} px scenes, boxes coloured by superclass", fontsize=11)
     return _save(figure, path, "01_sign_world_gallery")
-
-
-def _rectangle(corner: tuple[float, float], width: float, height: float, colour: str):
-    from matplotlib.patches import Rectangle
-
-    return Rectangle(corner, width, height, fill=False, edgecolor=colour, linewidth=1.2)
 
 
 def save_sign_table(path: str | Path | None = None, countries: Sequence[str] | None = None,
@@ -206,12 +197,12 @@ def save_sign_table(path: str | Path | None = None, countries: Sequence[str] | N
         for column, sign in enumerate(SIGN_CLASSES):
             axis = axes[row, column]
             axis.set_facecolor("#d9d9d9")
-            axis.imshow(np.zeros((height, height, 4), dtype=np.uint8))  # the same square frame in every cell
+            axis.imshow(np.zeros((height, height, 4), dtype=np.uint8), aspect="equal")  # one square frame per cell
             if sign.id in COUNTRIES[country].classes:
                 drawing = render_sign(country, sign.id, height)
                 left, top = (height - drawing.shape[1]) / 2, (height - drawing.shape[0]) / 2
                 axis.imshow(drawing, extent=(left - 0.5, left + drawing.shape[1] - 0.5,
-                                             top + drawing.shape[0] - 0.5, top - 0.5))
+                                             top + drawing.shape[0] - 0.5, top - 0.5), aspect="equal")
                 axis.set_xlim(-0.5, height - 0.5)
                 axis.set_ylim(height - 0.5, -0.5)
             else:
