@@ -175,10 +175,10 @@ for strategy, curve in by_epoch.groupby(level="strategy"):
     print(change_sentence(strategy, curve.iloc[0], curve.iloc[-1]))
 
 # %% [markdown]
-# Compare the training `loss` panel with the mAP panel. With an L2 penalty inside the loss, the total
-# depends on how many weights a strategy trains, so the hypothesis is that the order of the strategies
-# by loss is not their order by mAP; the next cell checks it on the final epochs (notebook 06 takes it
-# apart).
+# Compare the training loss panel with the mAP panel (the two loss panels share one scale, so their
+# heights compare). With an L2 penalty inside the loss, the total depends on how many weights a
+# strategy trains, so the hypothesis is that the order of the strategies by loss is not their order by
+# mAP; the next cell checks it on the final epochs (notebook 06 takes it apart).
 
 # %%
 final_few_shot = few_shot.loc[few_shot.groupby("run_key")["epoch"].idxmax()]

@@ -87,7 +87,7 @@ final = final.assign(frozen_l2=final["run_key"].map(frozen_l2))
 final = final.assign(keras2_loss=final["loss"] + final["frozen_l2"])
 
 # %% [markdown]
-# The training loss of each variant, step by step (mean over seeds), in both views:
+# The training loss of each variant, step by step (mean over seeds), in both views, on one scale:
 
 # %%
 figure = plot_history(variants, metrics=["loss", "keras2_loss", "val_map50"], x="step")
