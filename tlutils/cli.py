@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also score the test split at the start and the end (test_map50)")
     sweep.add_argument("--evaluate-source", action="store_true",
                        help="also score the source data again (source_map50: what the transfer forgot)")
+    sweep.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
+                       help="stop a run after PATIENCE evaluations without a better val mAP (sign world only)")
     sweep.add_argument("--cache-features", action="store_true",
                        help="run the frozen part once per image and train the rest on stored features "
                             "(head_only, freeze:<point>; no augmentation)")

@@ -84,6 +84,10 @@ class RunConfig:
         evaluate_source: a target run also scores the source data's val split there
             (``source_map50``): what the transferred detector kept of the source (forgetting); for
             scratch, the reference of a detector that never saw it.
+        early_stopping: stop a run after this many evaluations without a better val mAP@0.5 than its
+            best epoch's (``best_epoch`` column), scoring the stop epoch as a last epoch, and keep the
+            best epoch's detector as ``best.keras``; ``None``: train the whole budget. Needs mAP at
+            every evaluation (the sign world; real data scores whole frames at the ends only).
     """
 
     stage: str = "target"
@@ -108,6 +112,7 @@ class RunConfig:
     cache_features: bool = False
     evaluate_test: bool = False
     evaluate_source: bool = False
+    early_stopping: int | None = None
 
     def __post_init__(self) -> None:
         from tlutils.data.specs import parse_spec
@@ -146,6 +151,10 @@ class RunConfig:
             raise ValueError(f"l2_regularization must be a finite number >= 0, got {self.l2_regularization!r}")
         if self.cache_features:
             _check_feature_caching(self)
+        _check_positive_int("early_stopping", self.early_stopping)
+        if self.early_stopping is not None and parse_spec(self.data).format != "synth":
+            raise ValueError(f"early_stopping needs val mAP at every evaluation; {self.data} is scored on "
+                             "whole frames at the first and last evaluation only")
         if self.evaluate_source and self.stage != "target":
             raise ValueError("evaluate_source scores a target run on its source data; a source run's val "
                              "mAP is that already")

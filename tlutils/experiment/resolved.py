@@ -22,7 +22,8 @@ from tlutils.profiles import get_profile, resolve_precision
 RUNNER_VERSION = 1
 #: Fields added after runs were made, with their "not set" value: they enter the key only when set, so
 #: every earlier run keeps its key (and its stored results).
-KEYED_ONLY_WHEN_SET = {"cache_features": False, "evaluate_test": False, "evaluate_source": False}
+KEYED_ONLY_WHEN_SET = {"cache_features": False, "evaluate_test": False, "evaluate_source": False,
+                       "early_stopping": None}
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class ResolvedRun:
     cache_features: bool = False
     evaluate_test: bool = False
     evaluate_source: bool = False
+    early_stopping: int | None = None
     world_seeds: dict[str, int] = field(default_factory=lambda: dict(WORLD_SEEDS))
     runner_version: int = RUNNER_VERSION
     config: RunConfig | None = field(default=None, compare=False, repr=False)
@@ -164,7 +166,7 @@ def resolve(config: RunConfig) -> ResolvedRun:
         source_run_key=resolve(source_config(config)).key if uses_source else None,
         pretrained_key=pretrain.key if (pretrain := pretrain_config(config)) is not None else None,
         cache_features=config.cache_features, evaluate_test=config.evaluate_test,
-        evaluate_source=config.evaluate_source,
+        evaluate_source=config.evaluate_source, early_stopping=config.early_stopping,
         config=config,
     )
 

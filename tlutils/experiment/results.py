@@ -29,7 +29,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "epoch", "step", "phase", "phase_learning_rate",
     "loss", "localization", "confidence", "regularization", "num_positives",
     "val_loss", "val_localization", "val_confidence", "val_map50", "map_metric", "coco_map",
-    "map50_small", "map50_medium", "map50_large", "test_map50", "source_map50",
+    "map50_small", "map50_medium", "map50_large", "test_map50", "source_map50", "best_epoch", "stopped_early",
     "epoch_seconds", "eval_seconds", "images_per_s", "trainable_params",
     "source_run_key", "checkpoint",
 )
@@ -94,9 +94,11 @@ def load_results(path: str | os.PathLike) -> "pd.DataFrame":
         table["data"] = "synth:" + table["country"].astype(str)
         table["data_fingerprint"] = None
         table["classes"] = "name"
-    for column in (*SIZE_COLUMNS, *HELD_OUT_COLUMNS):  # written before these were recorded
+    for column in (*SIZE_COLUMNS, *HELD_OUT_COLUMNS, "best_epoch"):  # written before these were recorded
         if column not in table.columns:
             table[column] = float("nan")
+    if "stopped_early" not in table.columns:
+        table["stopped_early"] = False
     if "map_metric" not in table.columns:  # written before the metric was named; the runner's val_map50
         from tlutils.evaluation import MAP_METRIC  # (here only: it imports the backend) was always this one
 
@@ -123,7 +125,8 @@ def _whole_runs(table: "pd.DataFrame") -> "pd.DataFrame":
         epochs = sorted(group["epoch"].tolist())
         trained = epochs[1:] if epochs[:2] == [0, 1] else epochs
         last = group.loc[group["epoch"].idxmax()]
-        if trained == list(range(1, len(trained) + 1)) and int(last["step"]) == int(last["total_steps"]):
+        stopped = str(last["stopped_early"]).lower() == "true"  # early stopping ended it there
+        if trained == list(range(1, len(trained) + 1)) and (int(last["step"]) == int(last["total_steps"]) or stopped):
             keep.append(key)
     return rows[rows["run_key"].isin(keep)].reset_index(drop=True)
 

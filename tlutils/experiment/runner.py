@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+import numpy as np
+
 from tlutils.experiment.atomic import remove_stale, write_file, write_text
 from tlutils.experiment.config import SGD_MOMENTUM, STEP_DECAY_FACTOR, STEP_DECAY_FRACTION, RunConfig, source_config
 from tlutils.experiment.resolved import ResolvedRun, resolve
@@ -24,6 +26,10 @@ from tlutils.transfer import Phase, epochs_of
 if TYPE_CHECKING:
     import keras
     import pandas as pd
+
+#: The detector of a run's best epoch by val mAP@0.5, kept beside ``detector.keras`` (the last epoch's)
+#: when the run stops early (``RunConfig.early_stopping``).
+BEST_CHECKPOINT = "best.keras"
 
 _TRAIN_LOGS = ("loss", "localization", "confidence", "regularization", "num_positives")
 
@@ -141,6 +147,7 @@ class Training:
         self.held_out = held_out_sets(resolved, class_names, data_dir)
         self.trainer = SSDTrainer(self.detector)
         self.cache_seconds = 0.0  # seconds spent caching features, added to the next epoch's
+        self.stopped = False  # early stopping ended the run
         self.per_epoch = epochs_of(self.plan, resolved.steps_per_epoch)
         self.epochs_done, self.rows, self.state_folder = load_state(self.state_dir)
         if self.state_folder is not None:
@@ -162,12 +169,14 @@ class Training:
         from tlutils.transfer import apply_phase
 
         steps_per_epoch = self.resolved.steps_per_epoch
+        if self.rows and self.rows[-1].get("stopped_early"):  # stopped, then killed before it was stored
+            return self.rows
         if self.resolved.stage == "target" and self.epochs_done == 0:
             self.rows = [self.zero_shot_row()]
         first_epoch = 0
         for phase in self.plan:
             last_epoch = first_epoch + phase.steps // steps_per_epoch
-            if last_epoch > self.epochs_done:
+            if last_epoch > self.epochs_done and not self.stopped:
                 start = max(first_epoch, self.epochs_done)
                 apply_phase(self.detector, phase)
                 train = self._phase_batches()
@@ -217,15 +226,32 @@ class Training:
         # the detector itself where the trainer trains a part of it on cached features
         evaluated = self.detector if self.resolved.cache_features else self.trainer
         scores = self.data.evaluate(evaluated, final=last)
+        best_epoch, since_best = self._best_epoch(scores["map50"])
+        if best_epoch == epoch + 1 and self.resolved.early_stopping:
+            write_file(self.run_dir / BEST_CHECKPOINT, self.detector.save)
+        stop = not last and bool(self.resolved.early_stopping) and since_best >= self.resolved.early_stopping
+        if stop:  # this epoch ends the run: score it as a last epoch is scored
+            scores = self.data.evaluate(evaluated, final=True)
+            self.trainer.stop_training, self.stopped, last = True, True, True
         if last:
             scores.update(self._held_out_scores(evaluated))
         eval_seconds = time.perf_counter() - started
         logs.update({f"val_{name}": scores[name] for name in VAL_LOSS_TERMS}, val_map50=scores["map50"])
-        self.rows.append(self._row(epoch, logs, scores, train_seconds, eval_seconds))
+        self.rows.append(self._row(epoch, logs, scores, train_seconds, eval_seconds)
+                         | {"best_epoch": best_epoch, "stopped_early": stop})
         if last:
             write_file(self.checkpoint, self.detector.save)
             write_per_class(self.run_dir, scores, epoch + 1)
         self.state_folder = save_state(self.state_dir, epoch + 1, self.detector, self.trainer.optimizer, self.rows)
+
+    def _best_epoch(self, map50: float) -> tuple[float, int]:
+        """``(best epoch so far, evaluations since it)`` by val mAP@0.5 including this epoch's ``map50``
+        (the first of equal ones; NaN and 0 when no epoch has an mAP yet)."""
+        history = [row["val_map50"] for row in self.rows if row["epoch"] >= 1] + [map50]
+        if all(math.isnan(value) for value in history):
+            return float("nan"), 0
+        best = int(np.nanargmax(history))
+        return float(best + 1), len(history) - 1 - best
 
     def _held_out_scores(self, model: Any) -> dict[str, float]:
         """``test_map50`` / ``source_map50`` where the run asks for them (``tlutils.experiment.held_out``)."""
@@ -263,6 +289,7 @@ class Training:
             **{name: float(logs[name]) for name in (*_TRAIN_LOGS, *(f"val_{n}" for n in VAL_LOSS_TERMS))},
             "val_map50": scores["map50"], "map_metric": MAP_METRIC, "coco_map": scores.get("coco_map", float("nan")),
             **{column: scores.get(column, float("nan")) for column in (*SIZE_COLUMNS, *HELD_OUT_COLUMNS)},
+            "best_epoch": float("nan"), "stopped_early": False,
             "epoch_seconds": train_seconds, "eval_seconds": eval_seconds,
             "images_per_s": resolved.steps_per_epoch * resolved.batch_size / max(train_seconds, 1e-9),
             "trainable_params": _num_params(self.detector.trainable_weights),

@@ -117,6 +117,7 @@ def cli_grid(args: Any) -> tuple[dict[str, list[Any]], RunConfig]:
                      cache_features=getattr(args, "cache_features", False),
                      evaluate_test=getattr(args, "evaluate_test", False),
                      evaluate_source=getattr(args, "evaluate_source", False),
+                     early_stopping=getattr(args, "early_stopping", None),
                      source_data=getattr(args, "source_data", None) or RunConfig.source_data,
                      classes=getattr(args, "classes", None) or RunConfig.classes)
     return grid, base
