@@ -80,8 +80,14 @@ def test_small_helpers():
 def test_sentences_quote_the_summary_they_were_computed_from():
     """Every number in a verdict is the summary's mean and std of the strategy it names."""
     table = summary(scratch=(0.0123, 0.004), finetune=(0.4567, 0.0321), head_only=(0.3999, float("nan")))
+    table["num_seeds"] = [3, 3, 1]
     for sentence in setting_verdicts(table):
-        for name, mean, std in re.findall(r"(\S+) \((\d\.\d{3})(?: ± (\d\.\d{3}))?\)", sentence):
+        for name, mean, std in re.findall(r"(\S+) \((\d\.\d{3})(?: ± (\d\.\d{3})|, one seed)\)", sentence):
             row = table.set_index("strategy").loc[name]
             assert float(mean) == round(row["val_map50_mean"], 3)
             assert (std == "") == math.isnan(row["val_map50_std"])
+
+
+def test_a_single_seed_is_said_and_has_no_spread():
+    table = summary(finetune=(0.30, 0.0), head_only=(0.29, 0.0)).assign(num_seeds=1)
+    assert compare_strategies(table, "finetune", "head_only") == "finetune (0.300, one seed) beats head_only (0.290, one seed)"

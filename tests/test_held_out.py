@@ -48,3 +48,16 @@ def test_a_run_scores_the_test_split_and_the_source_at_its_start_and_end(tmp_pat
     assert plain[["test_map50", "source_map50"]].isna().all().all()
     # the flags add evaluations, they change no training: the same losses, bit for bit
     assert np.array_equal(plain["loss"].to_numpy(), rows["loss"].to_numpy(), equal_nan=True)
+
+
+def test_scratch_can_be_scored_on_the_source_data(tmp_path):
+    """A scratch run keeps its source data when it asks for source_map50 (the reference of a detector
+    that never saw it); without the flag its key holds no source."""
+    from tlutils.experiment.held_out import held_out_sets
+
+    config = RunConfig(profile="ci", strategy="scratch", num_target_images=10, evaluate_source=True)
+    resolved = resolve(config)
+    assert resolved.source_data == "synth:belgium"
+    assert resolve(config.replace(evaluate_source=False)).source_data is None
+    (held_out,) = held_out_sets(resolved, {1: "stop", 2: "give_way"}, tmp_path)
+    assert held_out.column == "source_map50" and held_out.synthetic and set(held_out.label_map.values()) <= {1, 2}

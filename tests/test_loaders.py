@@ -538,6 +538,17 @@ def test_yolo_images_without_any_label_file_are_an_error_not_background(tmp_path
     with pytest.raises(AnnotationError, match=r"none of the 3 images has a label file .*labels="):
         load_yolo(tmp_path / "images", tmp_path / "classes.txt", label_dir=elsewhere)
     assert len(load_yolo(tmp_path / "images", tmp_path / "classes.txt", label_dir=elsewhere, allow_empty=True)) == 3
+    for stem in ("a", "b", "c"):  # label files for every image, but no box in any
+        (elsewhere / f"{stem}.txt").write_text("")
+    with pytest.raises(AnnotationError, match="hold no box for any of the 3 images"):
+        load_yolo(tmp_path / "images", tmp_path / "classes.txt", label_dir=elsewhere)
+
+
+def test_yolo_labels_beside_the_images_win_over_a_labels_folder(tmp_path):
+    write_yolo(tmp_path, {"a": "0 0.5 0.5 0.25 0.5\n"})
+    (tmp_path / "images" / "b.txt").write_text("1 0.5 0.5 0.5 0.5\n")
+    dataset = load_yolo(tmp_path / "images", tmp_path / "classes.txt")
+    assert dataset[0].is_background and dataset[1].labels.tolist() == [1]
 
 
 BAD_YOLO = {

@@ -54,3 +54,13 @@ def test_the_sweep_command_sweeps_rates_and_asks_for_held_out_scores():
     grid, base = cli_grid(args)
     assert grid["learning_rate"] == [1e-4, 1e-3] and base.evaluate_test and base.evaluate_source
     assert "learning_rate" not in cli_grid(build_parser().parse_args(["sweep", "--profile", "ci"]))[0]
+
+
+def test_runs_of_other_budgets_are_other_settings_and_a_rate_without_the_metric_is_skipped():
+    results = pd.concat([table([("finetune", 1e-2, 0, 0.9, 0.1)]).assign(total_steps=12),
+                         table([("finetune", 1e-3, 0, 0.5, 0.5)]).assign(total_steps=1200),
+                         table([("head_only", 1e-3, 0, float("nan"), 0.5)]).assign(total_steps=1200)],
+                        ignore_index=True)
+    chosen = select_learning_rates(results)
+    assert sorted(zip(chosen["total_steps"], chosen["learning_rate"])) == [(12, 1e-2), (1200, 1e-3)]
+    assert "head_only" not in set(chosen["strategy"])

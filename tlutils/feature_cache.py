@@ -133,7 +133,7 @@ class FeatureBatches(keras.utils.PyDataset):
     Args:
         features, targets: :func:`cache_features`' arrays (``N`` rows each).
         batch_size: rows per batch; the last partial batch is dropped (every step one shape).
-        seed: seed of the order (epoch ``e`` uses ``seed + e``).
+        seed: seed of the order (epoch ``e`` draws from ``[seed, e]``, as ``DetectionSequence`` does).
     """
 
     def __init__(self, features: Sequence[np.ndarray], targets: dict[str, np.ndarray], batch_size: int,
@@ -155,7 +155,7 @@ class FeatureBatches(keras.utils.PyDataset):
         """Batch ``index`` of ``epoch`` (default: the current one); depends on nothing else."""
         if not 0 <= index < len(self):
             raise IndexError(f"batch index {index} out of range for {len(self)} batches")
-        order = np.random.default_rng(self.seed + (self.epoch if epoch is None else int(epoch)))
+        order = np.random.default_rng([self.seed, self.epoch if epoch is None else int(epoch)])
         rows = order.permutation(self.num_rows)[index * self.batch_size:(index + 1) * self.batch_size]
         return tuple(array[rows] for array in self.features), {name: value[rows] for name, value in self.targets.items()}
 

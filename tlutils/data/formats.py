@@ -362,8 +362,10 @@ def _read_yolo_labels(label_path: Path, width: int, height: int, num_classes: in
 
 
 def _yolo_label_dir(image_dir: Path) -> Path:
-    """Ultralytics' rule (``img2label_paths``): the last ``images`` part of the path becomes ``labels``;
-    ``image_dir`` itself when there is no such part or folder."""
+    """``image_dir`` itself when label files lie beside the images; else Ultralytics' rule
+    (``img2label_paths``): the last ``images`` part of the path becomes ``labels``, when that folder exists."""
+    if any(path.suffix == ".txt" and path.name != "classes.txt" for path in image_dir.iterdir()):
+        return image_dir
     parts = image_dir.parts
     if "images" in parts:
         index = len(parts) - 1 - parts[::-1].index("images")
@@ -387,23 +389,24 @@ def load_yolo(
     Args:
         image_dir: folder of images (:data:`IMAGE_SUFFIXES`).
         classes_file: class names, one a line; class id = line number - 1.
-        label_dir: folder of the label files; by default the Ultralytics layout's (``image_dir`` with its
-            last ``images`` part replaced by ``labels``, e.g. ``.../labels/train`` for
-            ``.../images/train``) when that folder exists, else ``image_dir`` itself.
+        label_dir: folder of the label files; by default ``image_dir`` when label files lie beside the
+            images, else the Ultralytics layout's (``image_dir`` with its last ``images`` part replaced
+            by ``labels``, e.g. ``.../labels/train`` for ``.../images/train``) when that folder exists.
         on_error: "raise" or "skip"; a bad line drops its whole image. A label file without an image is
             an error too.
         country, split: recorded on every record.
-        allow_empty: accept a folder without images, or images none of which has a label file; by
-            default both raise AnnotationError (all-background data would train and score nothing).
+        allow_empty: accept a folder without images, or images none of which has a label file or a
+            box; by default these raise AnnotationError (all-background data would train and score
+            nothing).
 
     Returns:
         A :class:`DetectionDataset`; an image without a label file (or with an empty one) is a
         background image.
     """
     image_dir, classes_file = Path(image_dir), Path(classes_file)
-    label_dir = _yolo_label_dir(image_dir) if label_dir is None else Path(label_dir)
     if not image_dir.is_dir():
         raise FileNotFoundError(f"YOLO image folder {image_dir} not found")
+    label_dir = _yolo_label_dir(image_dir) if label_dir is None else Path(label_dir)
     names = _read_class_names(classes_file)
     class_table = dict(enumerate(names))
     superclass_of = {class_id: superclass_named(name) for class_id, name in class_table.items()}
@@ -430,5 +433,9 @@ def load_yolo(
                               "give labels=<folder> (Ultralytics: labels/ beside images/), or allow_empty=True",
                               label_dir)
     records = issues.collect(make, images)
+    if records and not allow_empty and not any(len(record.boxes) for record in records):
+        raise AnnotationError(f"the label files in {label_dir} hold no box for any of the {len(records)} images "
+                              "(all background would train and score nothing); allow_empty=True accepts it",
+                              label_dir)
     name = f"YOLO {image_dir.name}"
     return issues.dataset(records, class_table, superclass_of, name, image_dir, allow_empty)

@@ -34,14 +34,18 @@ def compare(mean_a: float, std_a: float, mean_b: float, std_b: float) -> str:
 
 
 def _cell(summary: "pd.DataFrame", strategy: str, metric: str) -> tuple[float, float]:
+    """``(mean, std)`` of a strategy's row; the std is NaN for a single seed (``summarize`` gives 0 there,
+    which is no measured spread)."""
     row = summary[summary["strategy"] == strategy]
     if row.empty:
         raise ValueError(f"no {strategy!r} row in the summary; it has {sorted(summary['strategy'].unique())}")
-    return float(row[f"{metric}_mean"].iloc[0]), float(row[f"{metric}_std"].iloc[0])
+    seeds = int(row["num_seeds"].iloc[0]) if "num_seeds" in row else 2
+    std = float(row[f"{metric}_std"].iloc[0]) if seeds > 1 else float("nan")
+    return float(row[f"{metric}_mean"].iloc[0]), std
 
 
 def _number(mean: float, std: float) -> str:
-    return f"{mean:.3f}" if math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+    return f"{mean:.3f}, one seed" if math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
 
 
 def compare_strategies(summary: "pd.DataFrame", first: str, second: str, metric: str = "val_map50") -> str:

@@ -155,7 +155,7 @@ def resolve(config: RunConfig) -> ResolvedRun:
         total_steps=total_steps, steps_per_epoch=steps_per_epoch, l2_regularization=config.l2_regularization,
         preprocessing=config.preprocessing or default_preprocessing(config),
         augmentation=config.augmentation or default_augmentation(config),
-        source_data=config.source_data if uses_source else None,
+        source_data=config.source_data if uses_source or config.evaluate_source else None,
         source_strategy=config.source_strategy if uses_source else None,
         source_seed=config.source_seed if uses_source else None,
         backbone_weights=str(config.backbone_weights) if config.strategy == "imagenet" else None,

@@ -19,13 +19,15 @@ if TYPE_CHECKING:
 #: Configuration columns besides stage, country, images, strategy and learning rate that make two runs
 #: different experiments (not seeds of one); :func:`summarize` never averages across them.
 COMPARABILITY_COLUMNS = ("data", "data_fingerprint", "classes", "profile", "optimizer", "schedule",
-                         "l2_regularization", "preprocessing", "total_steps", "map_metric")
+                         "l2_regularization", "preprocessing", "total_steps", "map_metric", "augmentation",
+                         "cache_features", "evaluate_test", "evaluate_source")
 
 #: Columns of the results table, in order; one row per run and epoch.
 RESULT_COLUMNS: tuple[str, ...] = (
     "run_key", "stage", "country", "data", "data_fingerprint", "classes", "strategy", "num_target_images", "seed",
     "profile",
     "optimizer", "learning_rate", "schedule", "l2_regularization", "preprocessing", "total_steps",
+    "augmentation", "cache_features", "evaluate_test", "evaluate_source",
     "epoch", "step", "phase", "phase_learning_rate",
     "loss", "localization", "confidence", "regularization", "num_positives",
     "val_loss", "val_localization", "val_confidence", "val_map50", "map_metric", "coco_map",
@@ -49,7 +51,7 @@ PER_CLASS_COLUMNS = ("epoch", "class", "ap50", "num_ground_truths", "ap50_small"
 #: Columns copied from the resolved run into every row.
 CONFIG_COLUMNS = ("stage", "country", "data", "data_fingerprint", "classes", "strategy", "num_target_images", "seed",
                   "profile", "optimizer", "learning_rate", "schedule", "l2_regularization", "preprocessing",
-                  "total_steps")
+                  "total_steps", "augmentation", "cache_features", "evaluate_test", "evaluate_source")
 
 
 def empty_results() -> "pd.DataFrame":
@@ -99,6 +101,11 @@ def load_results(path: str | os.PathLike) -> "pd.DataFrame":
             table[column] = float("nan")
     if "stopped_early" not in table.columns:
         table["stopped_early"] = False
+    if "augmentation" not in table.columns:  # written before it was a column: unknown, never averaged with known
+        table["augmentation"] = None
+    for column in ("cache_features", "evaluate_test", "evaluate_source"):  # options that did not exist yet
+        if column not in table.columns:
+            table[column] = False
     if "map_metric" not in table.columns:  # written before the metric was named; the runner's val_map50
         from tlutils.evaluation import MAP_METRIC  # (here only: it imports the backend) was always this one
 

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Sequence
 if TYPE_CHECKING:
     import pandas as pd
 
-#: What tells runs of one setting apart besides the learning rate and the seed.
-SETTING_COLUMNS = ("stage", "country", "classes", "num_target_images", "strategy", "l2_regularization")
+#: What tells settings apart (with ``COMPARABILITY_COLUMNS``: data, budget, optimizer, ...), besides the
+#: learning rate and the seed.
+SETTING_COLUMNS = ("stage", "country", "num_target_images", "strategy")
 
 
 def select_learning_rates(results: "pd.DataFrame", choose_by: str = "val_map50",
@@ -29,7 +30,8 @@ def select_learning_rates(results: "pd.DataFrame", choose_by: str = "val_map50",
         report: the columns reported for the chosen rate (mean and std over its seeds).
 
     Returns:
-        One row per setting (:data:`SETTING_COLUMNS` present in the table): ``learning_rate`` (the
+        One row per setting (:data:`SETTING_COLUMNS` and ``COMPARABILITY_COLUMNS`` present in the
+        table; settings where no rate has ``choose_by`` are left out): ``learning_rate`` (the
         chosen one), ``rates_tried``, ``<choose_by>_mean``, then ``<column>_mean`` / ``<column>_std``
         per ``report`` column, and ``num_seeds`` of the chosen rate.
 
@@ -37,7 +39,7 @@ def select_learning_rates(results: "pd.DataFrame", choose_by: str = "val_map50",
         ValueError: a column is missing, or ``choose_by`` is also reported (choosing and reporting on
             the same numbers is the bias this function exists to avoid).
     """
-    from tlutils.experiment.results import final_epochs
+    from tlutils.experiment.results import COMPARABILITY_COLUMNS, final_epochs
 
     if choose_by in report:
         raise ValueError(f"{choose_by!r} both chooses and is reported: report another split's metric")
@@ -45,7 +47,7 @@ def select_learning_rates(results: "pd.DataFrame", choose_by: str = "val_map50",
     if missing:
         raise ValueError(f"the results table has no {missing}")
     final = final_epochs(results)
-    keys = [column for column in SETTING_COLUMNS if column in final.columns]
+    keys = [column for column in (*SETTING_COLUMNS, *COMPARABILITY_COLUMNS) if column in final.columns]
     by_rate = final.groupby([*keys, "learning_rate"], dropna=False)
     stats = by_rate[choose_by].mean().rename(f"{choose_by}_mean").to_frame()
     for column in report:
@@ -54,6 +56,7 @@ def select_learning_rates(results: "pd.DataFrame", choose_by: str = "val_map50",
     stats["num_seeds"] = by_rate["seed"].nunique()
     stats = stats.reset_index()
     stats["rates_tried"] = stats.groupby(keys, dropna=False)["learning_rate"].transform("count")
+    stats = stats[stats[f"{choose_by}_mean"].notna()]  # a rate without the metric cannot be chosen
     best = stats.loc[stats.groupby(keys, dropna=False)[f"{choose_by}_mean"].idxmax()]
     columns = [*keys, "learning_rate", "rates_tried", f"{choose_by}_mean",
                *(f"{column}_{what}" for column in report for what in ("mean", "std")), "num_seeds"]
