@@ -15,6 +15,25 @@ def test_tlutils_root_moves_every_output_folder(tmp_path, monkeypatch):
                                                              for name in ("data", "figures", "runs/ci")]
 
 
+def test_the_course_under_tlutils_root_runs_the_checkouts_notebooks(tmp_path, monkeypatch):
+    from tlutils.course import course_notebooks
+
+    monkeypatch.setenv("TLUTILS_ROOT", str(tmp_path / "work"))  # a folder for outputs only: no notebooks/
+    assert [path.name for path in course_notebooks(["04", "5"])] == ["04_source_detector.ipynb",
+                                                                      "05_transfer_study.ipynb"]
+    assert course_notebooks()[0].parent == REPO_ROOT / "notebooks"
+
+
+def test_the_course_creates_a_new_tlutils_root(tmp_path, monkeypatch, capsys):
+    import tlutils.course as course
+
+    monkeypatch.setenv("TLUTILS_ROOT", str(tmp_path / "new" / "work"))  # not there yet; the plan runs in it
+    monkeypatch.setattr(course, "execute_notebook", lambda *args, **kwargs: 0.0)
+    assert course.run_course("ci", only=["02"], estimate=False) == 0
+    assert (tmp_path / "new" / "work" / "runs" / "ci" / "notebooks").is_dir()
+    assert "02_ssd_vgg16.ipynb" in capsys.readouterr().out
+
+
 def test_shared_data_is_the_folder_beside_the_project_or_none(tmp_path, monkeypatch):
     project = tmp_path / "project"
     assert shared_data_dir(project) is None

@@ -23,13 +23,23 @@ from typing import Any
 from tlutils.paths import project_root, runs_dir
 
 
+def notebooks_dir() -> Path:
+    """``notebooks/`` of the project root, else of the checkout tlutils is imported from: a
+    ``$TLUTILS_ROOT`` folder holds runs/, data/ and figures/, and the course still runs the checkout's
+    notebooks (``TLUTILS_ROOT=~/tlutils-work tlutils course`` from a read-only checkout)."""
+    own = project_root() / "notebooks"
+    return own if own.is_dir() else Path(__file__).resolve().parents[1] / "notebooks"
+
+
 def course_notebooks(only: list[str] | None = None) -> list[Path]:
-    """The numbered notebooks in order; ``only`` keeps those whose number prefix is listed."""
-    notebooks = sorted((project_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    """The numbered notebooks of :func:`notebooks_dir` in order; ``only`` keeps those whose number
+    prefix is listed."""
+    folder = notebooks_dir()
+    notebooks = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
     if only:
         notebooks = [nb for nb in notebooks if nb.name[:2] in {str(n).zfill(2) for n in only}]
     if not notebooks:
-        raise ValueError(f"no notebooks match {only!r} in {project_root() / 'notebooks'}")
+        raise ValueError(f"no notebooks match {only!r} in {folder}")
     return notebooks
 
 
@@ -152,9 +162,9 @@ def run_course(profile: str = "cpu", check: bool = False, only: list[str] | None
 
     os.environ.update(KERNEL_ENV)  # the kernels inherit it
     notebooks = course_notebooks(only)
-    print_plan(profile, only, estimate)
-    out_dir = runs_dir(profile) / "notebooks"
+    out_dir = runs_dir(profile) / "notebooks"  # first: it creates a new $TLUTILS_ROOT, the plan's folder
     out_dir.mkdir(parents=True, exist_ok=True)
+    print_plan(profile, only, estimate)
     executed, total = [], 0.0
     with tqdm(total=sum(code_cells(nb) for nb in notebooks), unit="cell", desc=f"course {profile}",
               file=sys.stdout, disable=None, dynamic_ncols=True) as bar:
