@@ -6,7 +6,8 @@ BelgiumTS annotation files). A user's fresh clone has no such folder: tests that
 On JAX the session keeps one XLA compilation cache, which the processes its tests start share: each
 run of the experiment runner builds a new model, so ``fit`` and the evaluation compiled their steps
 anew (about 6 s of a repeated ci target run's 9; 3 s with the cache). A cached executable is the one
-compiled before, so the numbers stay the same bit for bit.
+compiled before, so the numbers stay the same bit for bit. ``make test-jax`` sets
+``JAX_COMPILATION_CACHE_DIR`` itself, to share the cache with the JAX notebook it runs next.
 """
 
 from __future__ import annotations

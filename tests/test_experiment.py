@@ -3,6 +3,12 @@
 One module-scoped results folder holds the source run and one target run per strategy (germany, 10
 images, the ci budget of 3 epochs of 4 steps); the tests read those runs. The whole file trains seven
 tiny detectors.
+
+``make test`` runs the cases marked ``backends`` again on JAX: freezing and weight transfer
+(freeze:block3: the frozen blocks are the source's bit for bit), finetune, both phases of two_stage,
+and a resume inside two_stage's first phase. They ask :func:`trained` for their strategy's run alone,
+so on JAX only the source run and those three train (scratch is the source run's kind, and head_only
+is test_crash_safety's JAX target).
 """
 
 from __future__ import annotations
@@ -61,6 +67,22 @@ def results_dir(tmp_path_factory):
 def runs(results_dir, data_dir):
     """Rows of one ci target run per strategy (the source run comes first, by itself)."""
     return {strategy: run(target(strategy), results_dir, data_dir=data_dir, verbose=0) for strategy in STRATEGIES}
+
+
+@pytest.fixture(scope="module")
+def trained(results_dir, data_dir):
+    """``trained(strategy)``: the rows of that strategy's ci run in ``runs``' folder, trained at the first
+    call (and the source run with it); a later call, or one after ``runs``, reads them back."""
+    return lambda strategy: run(target(strategy), results_dir, data_dir=data_dir, verbose=0)
+
+
+#: A strategy of :data:`STRATEGIES` whose cases also run on JAX (module docstring).
+ON_BOTH_BACKENDS = ("freeze:block3", "finetune", "two_stage")
+
+
+def on_both_backends(strategy: str, *values):
+    """A case parameter, marked ``backends`` when its strategy is one of :data:`ON_BOTH_BACKENDS`."""
+    return pytest.param(strategy, *values, marks=[pytest.mark.backends] if strategy in ON_BOTH_BACKENDS else [])
 
 
 def _detector(results_dir, rows: pd.DataFrame) -> keras.Model:
@@ -305,9 +327,9 @@ def test_a_table_written_before_the_metric_column_loads(runs, results_dir, tmp_p
     assert len(loaded) == len(table) and set(loaded["map_metric"]) == {MAP_METRIC}
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_training_lowers_the_loss(runs, strategy):
-    losses = runs[strategy].query("epoch >= 1")["loss"].to_numpy()
+@pytest.mark.parametrize("strategy", [on_both_backends(strategy) for strategy in STRATEGIES])
+def test_training_lowers_the_loss(trained, strategy):
+    losses = trained(strategy).query("epoch >= 1")["loss"].to_numpy()
     assert losses[-1] < losses[0], losses
 
 
@@ -320,36 +342,36 @@ def _expected_trainable(freeze_point: str | None) -> int:
 @pytest.mark.parametrize(
     ("strategy", "freeze_points"),
     [
-        ("scratch", [None] * 4),  # epoch 0 (zero-shot) counts what the first phase trains
-        ("freeze:block3", ["block3"] * 4),
-        ("finetune", [None] * 4),
-        ("head_only", ["extras"] * 4),
-        ("two_stage", ["extras", "extras", "extras", None]),  # 3 epochs * 0.5 rounds to 2 epochs of heads
+        on_both_backends("scratch", [None] * 4),  # epoch 0 (zero-shot) counts what the first phase trains
+        on_both_backends("freeze:block3", ["block3"] * 4),
+        on_both_backends("finetune", [None] * 4),
+        on_both_backends("head_only", ["extras"] * 4),
+        on_both_backends("two_stage", ["extras", "extras", "extras", None]),  # 3 epochs * 0.5 rounds to 2 of heads
     ],
 )
-def test_trainable_counts_per_strategy(runs, strategy, freeze_points):
-    counts = runs[strategy]["trainable_params"].tolist()
-    assert counts == [_expected_trainable(point) for point in freeze_points]
+def test_trainable_counts_per_strategy(trained, strategy, freeze_points):
+    rows = trained(strategy)
+    assert rows["trainable_params"].tolist() == [_expected_trainable(point) for point in freeze_points]
     if strategy == "two_stage":
-        assert runs[strategy]["phase"].tolist() == ["heads", "heads", "heads", "finetune"]
-        assert runs[strategy]["phase_learning_rate"].iloc[-1] < runs[strategy]["phase_learning_rate"].iloc[0]
+        assert rows["phase"].tolist() == ["heads", "heads", "heads", "finetune"]
+        assert rows["phase_learning_rate"].iloc[-1] < rows["phase_learning_rate"].iloc[0]
 
 
 @pytest.mark.parametrize(
     ("strategy", "frozen_blocks"),
     [
-        ("freeze:block3", {"block1", "block2", "block3"}),
-        ("head_only", set(FREEZE_POINTS) - {"heads"}),
-        ("finetune", set()),
-        ("two_stage", set()),
+        on_both_backends("freeze:block3", {"block1", "block2", "block3"}),  # and the rest came from the source
+        on_both_backends("head_only", set(FREEZE_POINTS) - {"heads"}),
+        on_both_backends("finetune", set()),
+        on_both_backends("two_stage", set()),  # the second phase trains what the first had frozen
     ],
 )
-def test_frozen_weights_stay_bit_for_bit_and_the_rest_moves(runs, results_dir, strategy, frozen_blocks):
-    source_rows = load_results(results_dir).query("stage == 'source'")
-    source = _detector(results_dir, source_rows)
-    trained = _detector(results_dir, runs[strategy])
+def test_frozen_weights_stay_bit_for_bit_and_the_rest_moves(trained, results_dir, strategy, frozen_blocks):
+    rows = trained(strategy)
+    source = _detector(results_dir, load_results(results_dir).query("stage == 'source'"))
+    detector = _detector(results_dir, rows)
     compared = 0
-    for layer in trained.layers:
+    for layer in detector.layers:
         if not layer.weights or layer.name.endswith("_class_head"):  # 14 vs 13 classes: shapes differ
             continue
         before = source.get_layer(layer.name).get_weights()
@@ -395,9 +417,11 @@ class SeenEpochs(keras.callbacks.Callback):
         self.epochs.append(epoch)
 
 
-def test_an_interrupted_run_resumes_and_ends_identical(runs, results_dir, data_dir, tmp_path):
+@pytest.mark.backends
+def test_an_interrupted_run_resumes_and_ends_identical(trained, results_dir, data_dir, tmp_path):
     """two_stage: interrupted inside its heads phase after epoch 1, resumed, compared with `runs`."""
     config = target("two_stage")
+    reference = trained("two_stage")
     # a fresh results folder that already holds the finished source run
     resumed_dir = tmp_path / "results"
     source = load_results(results_dir).query("stage == 'source'")
@@ -412,7 +436,6 @@ def test_an_interrupted_run_resumes_and_ends_identical(runs, results_dir, data_d
     rows = run(config, resumed_dir, data_dir=data_dir, verbose=0, callbacks=[seen])
     assert seen.epochs == [1, 2]  # continued with the second epoch, not from the start
 
-    reference = runs["two_stage"]
     numbers = [c for c in RESULT_COLUMNS if c not in TIMING_COLUMNS and pd.api.types.is_float_dtype(reference[c])]
     np.testing.assert_allclose(rows[numbers].to_numpy(float), reference[numbers].to_numpy(float), atol=1e-6,
                                equal_nan=True)

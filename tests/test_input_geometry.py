@@ -182,7 +182,7 @@ def test_non_square_heads_order_anchors_row_then_column(wide_model, rng):
     probe = keras.Model(wide_model.input, [wide_model.get_layer("conv4_3_class_head").output,
                                            wide_model.output["class_logits"]])
     images = rng.uniform(0.0, 255.0, size=(1, HEIGHT, WIDTH, 3)).astype("float32")
-    head, logits = (np.asarray(t) for t in probe(images))
+    head, logits = (keras.ops.convert_to_numpy(t) for t in probe(images))
     i, j, b, v = 7, 15, 2, 1  # cell (row 7, column 15) of the 12 x 20 conv4_3 map, box 2, value 1
     anchor = (i * 20 + j) * 4 + b
     assert logits[0, anchor, v] == head[0, i, j, b * 3 + v]

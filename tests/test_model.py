@@ -195,10 +195,10 @@ def test_preprocessing_values_are_exact():
 def test_l2_normalization_scales_every_location_to_norm_20():
     features = np.array([[[[3.0, 4.0], [0.0, 0.0]]]], dtype="float32")  # (1, 1, 2, 2): norms 5 and 0
     layer = L2Normalization()
-    out = np.asarray(layer(features))
+    out = keras.ops.convert_to_numpy(layer(features))
     assert np.array_equal(out, np.array([[[[12.0, 16.0], [0.0, 0.0]]]], dtype="float32"))
     layer.scale.assign(np.array([1.0, 2.0], dtype="float32"))  # the learned per-channel scale
-    assert np.allclose(np.asarray(layer(features)), [[[[0.6, 1.6], [0.0, 0.0]]]], atol=1e-7)
+    assert np.allclose(keras.ops.convert_to_numpy(layer(features)), [[[[0.6, 1.6], [0.0, 0.0]]]], atol=1e-7)
 
 
 @pytest.mark.core
@@ -215,10 +215,10 @@ def test_atrous_conv_equals_keras_conv2d(rng, size, dilation, padding):
         layer.build(features.shape)
     atrous.set_weights([rng.normal(size=(3, 3, 5, 7)).astype("float32"), rng.normal(size=7).astype("float32")])
     reference.set_weights(atrous.get_weights())
-    expected = np.asarray(reference(features))
+    expected = keras.ops.convert_to_numpy(reference(features))
     out_size = size - 2 * dilation if padding == "valid" else size
     assert expected.shape == (2, out_size, out_size, 7)
-    assert np.allclose(np.asarray(atrous(features)), expected, rtol=1e-5, atol=1e-5)
+    assert np.allclose(keras.ops.convert_to_numpy(atrous(features)), expected, rtol=1e-5, atol=1e-5)
     assert AtrousConv2D.from_config(atrous.get_config()).get_config() == atrous.get_config()
 
 
@@ -229,14 +229,14 @@ def test_forward_pass_outputs_finite_logits_and_offsets(rng):
     anchors = 8 * 8 * 4 + 4 * 4 * 6 + 2 * 2 * 6 + 1 * 6 + 1 * 4 + 1 * 4
     assert tuple(outputs["class_logits"].shape) == (2, anchors, 3)
     assert tuple(outputs["box_offsets"].shape) == (2, anchors, 4)
-    assert all(np.isfinite(np.asarray(tensor)).all() for tensor in outputs.values())
+    assert all(np.isfinite(keras.ops.convert_to_numpy(tensor)).all() for tensor in outputs.values())
 
 
 @pytest.mark.core
 def test_heads_order_anchors_row_then_column_then_box(rng):
     model = build_ssd_vgg16(2, input_size=32, **TINY)
     probe = keras.Model(model.input, [model.get_layer("conv4_3_class_head").output, model.output["class_logits"]])
-    head, logits = (np.asarray(t) for t in probe(_images(rng, 32, batch=1)))
+    head, logits = (keras.ops.convert_to_numpy(t) for t in probe(_images(rng, 32, batch=1)))
     # conv4_3 is 4x4 with 4 boxes per cell and 3 values per box: channel b * 3 + v of cell (i, j)
     i, j, b, v = 2, 1, 3, 1
     anchor = (i * 4 + j) * 4 + b

@@ -29,7 +29,7 @@ def _assert_same_logits(ours: np.ndarray, theirs: np.ndarray) -> None:
 
 
 def _outputs(model: keras.Model, images: np.ndarray) -> dict[str, np.ndarray]:
-    return {key: np.asarray(value) for key, value in model(images).items()}
+    return {key: keras.ops.convert_to_numpy(value) for key, value in model(images).items()}
 
 
 @pytest.fixture(scope="module")

@@ -318,8 +318,10 @@ def anchor_config_for(model: keras.Model, smallest_scale: float = FIRST_LAYER_SC
     return config
 
 
-def regularization_loss(model: keras.Model) -> Any:
-    """The L2 kernel penalty Keras adds to the training loss: ``sum(model.losses)``, a float scalar.
+def regularization_loss(model: keras.Model) -> float:
+    """The L2 kernel penalty Keras adds to the training loss: ``sum(model.losses)`` in float32, as a
+    Python float to log (through NumPy: on PyTorch the tensor of trainable kernels tracks gradients,
+    and ``float`` of it warns).
 
     Only **trainable** conv kernels contribute (Keras 3 collects regularizers from
     ``trainable_weights``): frozen layers' terms disappear, unlike in Keras 2. 0.0 for a model built
@@ -327,8 +329,8 @@ def regularization_loss(model: keras.Model) -> Any:
     """
     losses = model.losses
     if not losses:
-        return ops.convert_to_tensor(0.0, dtype="float32")
-    return ops.sum(ops.stack([ops.cast(loss, "float32") for loss in losses]))
+        return 0.0
+    return float(ops.convert_to_numpy(ops.sum(ops.stack([ops.cast(loss, "float32") for loss in losses]))))
 
 
 def vgg16_conv_names() -> tuple[str, ...]:
