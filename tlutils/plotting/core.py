@@ -30,6 +30,8 @@ LABELS: dict[str, str] = {
     "coco_map": "COCO mAP@[.5:.95]",
     "test_map50": "test mAP@0.5",
     "source_map50": "source mAP@0.5 (after transfer)",
+    "best_epoch": "best epoch by val mAP@0.5",
+    "stopped_early": "stopped early",
     "map50_small": "mAP@0.5, small signs",
     "map50_medium": "mAP@0.5, medium signs",
     "map50_large": "mAP@0.5, large signs",
