@@ -43,7 +43,7 @@ class HeldOutSet:
         NaN when the detector shares no class with them."""
         from tlutils.data.pipeline import DetectionSequence, ground_truths_for_eval
         from tlutils.evaluation import evaluate_detector, evaluate_tiled
-        from tlutils.experiment.run_data import REAL_TILE_OVERLAP_SHARE, REAL_TILE_SCALES
+        from tlutils.experiment.run_data import real_tile_options
 
         if not self.label_map:
             return float("nan")
@@ -52,8 +52,7 @@ class HeldOutSet:
                                          input_size=self.input_size, shuffle=False, unmapped="drop")
             return float(evaluate_detector(model, sequence, ground_truths_for_eval(sequence), anchors)["map50"])
         return float(evaluate_tiled(model, list(self.frames), anchors, self.label_map, tile_size=self.input_size,
-                                    unmapped="drop", scales=REAL_TILE_SCALES,
-                                    overlap=round(REAL_TILE_OVERLAP_SHARE * self.input_size))["map50"])
+                                    unmapped="drop", **real_tile_options(self.input_size))["map50"])
 
 
 def held_out_sets(resolved: ResolvedRun, class_names: Mapping[int, str], data_dir: Path | None) -> list[HeldOutSet]:

@@ -81,6 +81,12 @@ REAL_TILE_SCALES = (1.0, 0.5)
 REAL_TILE_OVERLAP_SHARE = 0.4
 
 
+def real_tile_options(input_size: int) -> dict[str, Any]:
+    """``scales`` and ``overlap`` (input pixels) of whole-frame tiled inference for a detector of
+    ``input_size`` (``tlutils.tiling.tile_grid`` / ``evaluate_tiled``)."""
+    return {"scales": REAL_TILE_SCALES, "overlap": round(REAL_TILE_OVERLAP_SHARE * input_size)}
+
+
 @dataclass
 class RunData:
     """Everything a run reads: training batches, what it is evaluated on, anchors, classes.
@@ -120,8 +126,7 @@ class RunData:
             return scores
         frames = cached_scores(self.score_folder, model, self._frames_context(), lambda: evaluate_tiled(
             model, list(self.val_frames), self.anchors, self.label_map, tile_size=self.val.input_size,
-            class_names=self.class_names, scales=REAL_TILE_SCALES,
-            overlap=round(REAL_TILE_OVERLAP_SHARE * self.val.input_size)))
+            class_names=self.class_names, **real_tile_options(self.val.input_size)))
         scores.update(map50=frames["map50"], coco_map=frames["coco_map"],
                       **{f"map50_{name}": value for name, value in frames["by_size"].items()},
                       **{name: frames[name] for name in PER_CLASS_KEYS})

@@ -104,13 +104,12 @@ def _val_images_per_evaluation(resolved: Any, evaluations: int) -> int:
 
     if is_synth(resolved.data):
         return resolved.num_val_images
-    from tlutils.experiment.run_data import (REAL_BACKGROUND_CROPS, REAL_POSITIVE_CROPS, REAL_TILE_OVERLAP_SHARE,
-                                             REAL_TILE_SCALES)
+    from tlutils.experiment.run_data import REAL_BACKGROUND_CROPS, REAL_POSITIVE_CROPS, real_tile_options
     from tlutils.tiling import tile_grid
 
     frames = load_split(resolved.data, "val", resolved.classes, resolved.num_val_images, resolved.input_size, None)
-    overlap = round(REAL_TILE_OVERLAP_SHARE * resolved.input_size)
-    tiles = sum(len(tile_grid(frame.width, frame.height, resolved.input_size, overlap, REAL_TILE_SCALES))
+    tiling = real_tile_options(resolved.input_size)
+    tiles = sum(len(tile_grid(frame.width, frame.height, resolved.input_size, tiling["overlap"], tiling["scales"]))
                 for frame in frames)
     crops = len(frames) * (REAL_POSITIVE_CROPS + REAL_BACKGROUND_CROPS)
     whole_frame_passes = 1 + (resolved.stage == "target")
