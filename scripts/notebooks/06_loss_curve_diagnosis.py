@@ -311,8 +311,9 @@ per_strategy.round(2)
 #   (section 2 measured what a swap costs).
 # - Section 3 measured, per fine-tuning rate, what is left of the zero-shot score at the end.
 # - Rank variants by mAP: section 0 printed whether the losses gave the same order in this run.
-# - Freezing saves backward work where the feature maps are large, but never the forward pass: a step
-#   gets up to about three times faster, whatever the frozen share of the parameters.
+# - Freezing saves backward work where the feature maps are large, but not the forward pass (section 5
+#   printed this run's fastest variant against scratch); `RunConfig(cache_features=True)` computes the
+#   frozen part's features once and removes that pass too.
 #
 # ## Exercises
 #
