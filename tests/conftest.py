@@ -24,6 +24,10 @@ from tlutils.paths import shared_data_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# The tests check what "auto" resolves to on (mocked) machines; a TLUTILS_PRECISION the caller set for
+# a timing (tlutils.profiles.PRECISION_VARIABLE) must not decide it for them.
+os.environ.pop("TLUTILS_PRECISION", None)
+
 _XLA_CACHE: str | None = None
 if os.environ.get("KERAS_BACKEND") == "jax" and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     _XLA_CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="tlutils-tests-xla-")

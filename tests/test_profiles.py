@@ -51,13 +51,40 @@ def test_auto_trains_in_bf16_only_where_the_cpu_has_bf16_units(cpuinfo):
 
 def test_the_cpu_profile_resolves_auto_for_the_machine_and_keys_runs_by_it(monkeypatch):
     assert get_profile("cpu").mixed_precision == "auto"
-    config = RunConfig(stage="source", source_data="belgium", profile="cpu")
+    config = RunConfig(target_data="germany", strategy="finetune", num_target_images=10, profile="cpu")
     keys = {}
     for has_bf16, policy in ((True, "mixed_bfloat16"), (False, "float32")):
         monkeypatch.setattr(profiles, "cpu_has_bfloat16", lambda *args, has_bf16=has_bf16: has_bf16)
         assert resolve(config).mixed_precision == policy
         keys[policy] = experiment.run_key(config)
     assert keys["mixed_bfloat16"] != keys["float32"], "results of the two policies must not share a key"
+
+
+def test_the_cpu_source_detector_trains_in_float32_on_every_cpu(monkeypatch):
+    """One source run (one key, one shipped detector) for every reader; the target runs it starts
+    still key on the machine's precision."""
+    source = RunConfig(stage="source", source_data="belgium", profile="cpu")
+    target = RunConfig(target_data="germany", strategy="finetune", num_target_images=10, profile="cpu")
+    keys = set()
+    for has_bf16 in (True, False):
+        monkeypatch.setattr(profiles, "cpu_has_bfloat16", lambda *args, has_bf16=has_bf16: has_bf16)
+        assert resolve(source).mixed_precision == "float32"
+        keys.add((experiment.run_key(source), resolve(target).source_run_key))
+    assert len(keys) == 1
+    assert get_profile("gpu").source_precision is None  # elsewhere the source follows the profile
+
+
+def test_the_environment_variable_decides_auto_and_keys_by_it(monkeypatch, cpuinfo):
+    monkeypatch.setenv(profiles.PRECISION_VARIABLE, "float32")
+    assert resolve_precision("auto", cpuinfo(AVX512_BF16)) == "float32"
+    assert resolve_precision("mixed_bfloat16", cpuinfo(AVX2_ONLY)) == "mixed_bfloat16"  # a named policy stays
+    monkeypatch.setattr(profiles, "cpu_has_bfloat16", lambda *args: True)
+    config = RunConfig(target_data="germany", strategy="finetune", num_target_images=10, profile="cpu")
+    assert resolve(config).mixed_precision == "float32"
+    for wrong in ("auto", "bf16"):
+        monkeypatch.setenv(profiles.PRECISION_VARIABLE, wrong)
+        with pytest.raises(ValueError, match=profiles.PRECISION_VARIABLE):
+            resolve_precision("auto", cpuinfo(AVX2_ONLY))
 
 
 T4 = Accelerator("gpu", "Tesla T4", (7, 5))

@@ -66,6 +66,18 @@ def _pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pretrain_source(args: argparse.Namespace) -> int:
+    from tlutils.experiment import RunConfig, run
+    from tlutils.experiment.shipped import export_shipped
+    from tlutils.paths import runs_dir
+
+    config = RunConfig(stage="source", source_data=args.source_data, strategy="scratch", profile=args.profile)
+    results = args.results or runs_dir(args.profile)
+    run(config, results, verbose=2, shipped=False)
+    print(f"shipped: {export_shipped(config, results, args.shipped_dir)}")
+    return 0
+
+
 #: Help of ``--no-estimate``: the plan is printed either way.
 NO_ESTIMATE_HELP = "print the plan without timing a few training steps here for an estimate"
 
@@ -164,6 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
                              help="must be the detector's (the source stage uses tf for these starts)")
         command.add_argument("--l2-regularization", type=float, default=0.0)
         command.set_defaults(handler=_pretrain)
+    source = kinds.add_parser("source", help="train the profile's source detector (from scratch) and export "
+                              "it as a shipped run (tlutils/shipped/<key>/), which run() installs instead of "
+                              "training it")
+    source.add_argument("--profile", default="cpu", choices=["ci", "cpu", "gpu"])
+    source.add_argument("--source-data", default="synth:belgium", metavar="SPEC")
+    source.add_argument("--results", default=None, help="results directory it trains in (default runs/<profile>)")
+    source.add_argument("--shipped-dir", default=None, help="where to export (default tlutils/shipped)")
+    source.set_defaults(handler=_pretrain_source)
     return parser
 
 

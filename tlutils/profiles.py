@@ -55,6 +55,10 @@ class Profile:
             :func:`resolve_precision`). The cpu, gpu and thesis profiles are "auto": native bf16 trains
             faster to about the same mAP, emulated bf16 is far slower than float32 (docs/performance.md,
             docs/results.md). ``ci`` stays float32 (exact tests).
+        source_precision: the dtype policy of the source stage, ``None``: ``mixed_precision``. The cpu
+            profile trains its source detector in float32 on every machine, so that its run key (and
+            weights) do not depend on the CPU: one shipped detector serves every reader
+            (``tlutils.experiment.shipped``).
         target_epochs: evaluations of a target run: its budget is split into this many "epochs" of
             ``target_steps / target_epochs`` steps (a few-shot set is far smaller than a step count).
     """
@@ -72,6 +76,7 @@ class Profile:
     countries: tuple[str, ...]
     learning_rate: float = 1e-3
     mixed_precision: str = "float32"
+    source_precision: str | None = None
     target_epochs: int = 5
     real_val_images: int = 100
 
@@ -92,6 +97,7 @@ PROFILES: dict[str, Profile] = {
         name="cpu", real_val_images=40, input_size=160, width=0.25, batch_size=8, num_source_images=2400,
         num_val_images=200, source_epochs=12, target_steps=200, target_sizes=(10, 50),
         seeds=(0,), countries=("germany", "usa"), target_epochs=4, mixed_precision="auto",
+        source_precision="float32",
     ),
     # gpu: SSD300 on the cpu profile's study (Germany and the USA, 10 and 50 images, one seed), sized so
     # that the whole course fits one Colab T4 session: about 42 min estimated from counted FLOPs at an
@@ -222,6 +228,9 @@ def bf16_is_native(cpuinfo: str | os.PathLike = CPUINFO) -> bool:
 
 #: ``resolve_precision``'s default ``device``: ask the backend (:func:`accelerator`).
 DETECT = "detect"
+#: Environment variable that decides "auto" instead of the machine, e.g. ``TLUTILS_PRECISION=float32``
+#: to time the course as a CPU without bf16 units would train it (the run keys then say float32).
+PRECISION_VARIABLE = "TLUTILS_PRECISION"
 
 
 def resolve_precision(policy: str, cpuinfo: str | os.PathLike = CPUINFO,
@@ -231,14 +240,20 @@ def resolve_precision(policy: str, cpuinfo: str | os.PathLike = CPUINFO,
     "auto": on an accelerator (``device``; by default the backend's, :func:`accelerator`) its
     :func:`accelerator_precision` (``mixed_float16`` on a T4 or V100, ``mixed_bfloat16`` from Ampere on);
     on the CPU ``mixed_bfloat16`` where it has bf16 units (:func:`cpu_has_bfloat16`), else ``float32``.
+    The environment variable :data:`PRECISION_VARIABLE`, when set, decides "auto" instead.
 
     Raises:
-        ValueError: ``policy`` is not one of :data:`PRECISIONS`.
+        ValueError: ``policy`` (or the environment variable) is not one of :data:`PRECISIONS`.
     """
     if policy not in PRECISIONS:
         raise ValueError(f"unknown mixed_precision {policy!r}; choose one of {PRECISIONS}")
     if policy != "auto":
         return policy
+    forced = os.environ.get(PRECISION_VARIABLE)
+    if forced:
+        if forced not in PRECISIONS or forced == "auto":
+            raise ValueError(f"{PRECISION_VARIABLE}={forced!r}: choose one of {PRECISIONS[:-1]}")
+        return forced
     if device == DETECT:
         device = accelerator()
     if device is not None:

@@ -27,12 +27,14 @@ PROFILE = "cpu"
 SCORE_THRESHOLD = 0.3  # detections drawn from this score on
 SHOWN_IMAGES = 6
 TRY_IMAGENET = True  # also train from VGG16's ImageNet weights (width-1.0 profiles only; downloads 58 MB)
+TRAIN_SOURCE = False  # True: train the source detector here even where tlutils ships it finished (cpu)
 
 # %%
 import pandas as pd
 
 from tlutils.experiment import RunConfig, resolve, run, run_name, synth_dataset
 from tlutils.experiment.claims import falls_first
+from tlutils.experiment.shipped import read_manifest, shipped_folder
 from tlutils.paths import runs_dir
 from tlutils.plotting import course_figures_dir, plot_history, save_figure, show_detections
 from tlutils.profiles import get_profile
@@ -71,9 +73,24 @@ pd.Series(resolve(config).to_dict(), dtype=object).to_frame("value")
 # slower, so it trains in float32 (`mixed_precision` in the table above says which). If the session dies,
 # running the cell again resumes after the last finished epoch and ends with the same numbers; once
 # the run is finished, the cell only reads its rows back.
+#
+# **The shipped detector.** This run is the same for every reader with the same code: the `cpu`
+# profile trains its source detector in float32 on every machine, so its key does not depend on the
+# CPU, and tlutils ships it finished (`tlutils/shipped/`, made by `tlutils pretrain source --profile
+# cpu`). `run` then *installs* it, weights and rows, in seconds instead of training it; set
+# `TRAIN_SOURCE = True` to train it here (the next cell says how long it took where it was made).
 
 # %%
-history = run(config, verbose=2)
+shipped = shipped_folder(resolve(config).key)
+if shipped is not None:
+    made = read_manifest(shipped)
+    print(f"shipped: trained by `{made['command']}` on {made['machine']} in {made['training_minutes']:.1f} min; "
+          f"{'training it here instead (TRAIN_SOURCE)' if TRAIN_SOURCE else 'installed, not trained here'}. "
+          f"Its weights are stored in {made['weights_dtype']}: val mAP@0.5 {made['val_map50_shipped']:.3f} "
+          f"(the trained float32 weights: {made['val_map50_float32']:.3f})")
+else:
+    print(f"tlutils ships no finished source detector for the {PROFILE} profile: it trains here")
+history = run(config, verbose=2, shipped=not TRAIN_SOURCE)
 history[["epoch", "loss", "localization", "confidence", "regularization", "val_loss", "val_map50",
          "epoch_seconds"]].round(4)
 

@@ -161,7 +161,7 @@ def resolve(config: RunConfig) -> ResolvedRun:
         backbone_weights=str(config.backbone_weights) if config.strategy == "imagenet" else None,
         batch_size=batch_size, pool_size=info.pool_size,
         input_size=profile.input_size, width=profile.width, num_val_images=info.num_val_images,
-        mixed_precision=resolve_precision(profile.mixed_precision),
+        mixed_precision=resolve_precision(_precision(profile, source)),
         # a source-initialized run depends on everything its source run did
         source_run_key=resolve(source_config(config)).key if uses_source else None,
         pretrained_key=pretrain.key if (pretrain := pretrain_config(config)) is not None else None,
@@ -169,6 +169,11 @@ def resolve(config: RunConfig) -> ResolvedRun:
         evaluate_source=config.evaluate_source, early_stopping=config.early_stopping,
         config=config,
     )
+
+
+def _precision(profile: Any, source: bool) -> str:
+    """The profile's dtype policy for the stage (its ``source_precision`` for the source stage, if set)."""
+    return profile.source_precision if source and profile.source_precision else profile.mixed_precision
 
 
 def pretrain_config(config: RunConfig) -> Any:

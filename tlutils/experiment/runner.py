@@ -19,6 +19,7 @@ from tlutils.experiment.held_out import held_out_sets
 from tlutils.experiment.results import CONFIG_COLUMNS, HELD_OUT_COLUMNS, SIZE_COLUMNS
 from tlutils.experiment.run_data import build_data, label_maps, training_pool
 from tlutils.experiment.score_cache import CACHE_FOLDER
+from tlutils.experiment.shipped import SHIPPED_MARKER, install_shipped, is_installed
 from tlutils.experiment.state import load_state, restore_optimizer, restore_weights, save_state
 from tlutils.experiment.store import read_classes, run_lock, store_rows, stored_rows, write_classes, write_per_class
 from tlutils.transfer import Phase, epochs_of
@@ -42,8 +43,13 @@ def run(
     verbose: int = 1,
     callbacks: Sequence[Any] = (),
     tensorboard: bool = True,
+    shipped: bool = True,
 ) -> "pd.DataFrame":
     """Run one experiment (or return its stored rows) and return its rows of the results table.
+
+    A run tlutils ships finished (``tlutils.experiment.shipped``: the cpu profile's source detector)
+    is installed instead of trained, unless ``shipped`` is False: then it trains here, replacing an
+    installed copy.
 
     Args:
         config: the experiment.
@@ -52,6 +58,8 @@ def run(
         verbose: 0 silent, 1 Keras progress bars and a line per epoch, 2 one Keras line per epoch.
         callbacks: extra Keras callbacks for ``fit`` (after the runner's own, which saves the state).
         tensorboard: write TensorBoard logs to ``runs/<run name>/logs`` (needs TensorFlow).
+        shipped: install a shipped run of the same key (this run's, or a target run's source run)
+            instead of training it.
 
     Returns:
         A ``pandas.DataFrame`` with ``RESULT_COLUMNS``, one row per epoch (1-based ``epoch``).
@@ -65,6 +73,8 @@ def run(
     results_dir = Path(results_dir) if results_dir is not None else runs_dir(config.profile)
     results_dir.mkdir(parents=True, exist_ok=True)
     stored = stored_rows(results_dir, resolved.key)
+    if not stored.empty and not shipped and is_installed(results_dir / "runs" / resolved.name):
+        stored = stored.iloc[:0]  # trained here below, replacing the installed copy
     if not stored.empty:
         if verbose:
             print(f"[{resolved.key}] {resolved.name}: finished before, {len(stored)} epochs read from results.csv")
@@ -73,15 +83,16 @@ def run(
     source_path = None
     if resolved.uses_source:
         source_rows = run(source_config(config), results_dir, data_dir=data_dir, verbose=verbose,
-                          tensorboard=tensorboard)
+                          tensorboard=tensorboard, shipped=shipped)
         source_path = results_dir / str(source_rows["checkpoint"].iloc[-1])
 
     with run_lock(results_dir, resolved.name, verbose):
         stored = stored_rows(results_dir, resolved.key)  # another process may have finished it meanwhile
-        if not stored.empty:
+        if not stored.empty and (shipped or not is_installed(results_dir / "runs" / resolved.name)):
             return stored
-        rows = _train(resolved, results_dir, data_dir, source_path, verbose, callbacks, tensorboard)
-        store_rows(results_dir, resolved.key, rows)
+        if not (shipped and install_shipped(results_dir, resolved, verbose)):
+            rows = _train(resolved, results_dir, data_dir, source_path, verbose, callbacks, tensorboard)
+            store_rows(results_dir, resolved.key, rows)
     return stored_rows(results_dir, resolved.key)  # as read back: the same types as a skipped run's
 
 
@@ -93,6 +104,7 @@ def _train(resolved: ResolvedRun, results_dir: Path, data_dir: str | os.PathLike
     run_dir = results_dir / "runs" / resolved.name
     run_dir.mkdir(parents=True, exist_ok=True)
     remove_stale(run_dir)
+    (run_dir / SHIPPED_MARKER).unlink(missing_ok=True)  # trained here now, no longer an installed copy
     write_text(run_dir / "config.json", json.dumps(resolved.to_dict(), indent=1, sort_keys=True) + "\n")
     policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(resolved.mixed_precision)

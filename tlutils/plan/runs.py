@@ -133,10 +133,12 @@ def plan_of(profile: str, configs_by_notebook: Mapping[str, Sequence["RunConfig"
 
 
 def finished_keys(results_dir: str | os.PathLike) -> set[str]:
-    """The run keys of the finished runs in ``results_dir/results.csv`` (none when there is no table)."""
+    """The run keys of the finished runs in ``results_dir/results.csv`` (none when there is no table),
+    and of the runs tlutils ships (``tlutils.experiment.shipped``: the runner installs them in seconds)."""
     from tlutils.experiment import load_results
+    from tlutils.experiment.shipped import shipped_keys
 
-    return set(load_results(results_dir)["run_key"])
+    return set(load_results(results_dir)["run_key"]) | shipped_keys()
 
 
 def sweep_plan(configs: Sequence["RunConfig"], results_dir: str | os.PathLike | None = None) -> Plan:
