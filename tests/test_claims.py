@@ -91,3 +91,17 @@ def test_sentences_quote_the_summary_they_were_computed_from():
 def test_a_single_seed_is_said_and_has_no_spread():
     table = summary(finetune=(0.30, 0.0), head_only=(0.29, 0.0)).assign(num_seeds=1)
     assert compare_strategies(table, "finetune", "head_only") == "finetune (0.300, one seed) beats head_only (0.290, one seed)"
+
+
+def test_rate_confound_names_both_leaders_and_says_whether_they_differ():
+    from tlutils.experiment.claims import rate_confound
+
+    setting = pd.DataFrame({"strategy": ["finetune", "head_only"], "country": "usa", "num_target_images": 50,
+                            "test_map50_mean": [0.40, 0.30], "test_map50_std": [0.01, 0.02], "num_seeds": 3,
+                            "test_map50_at_default": [0.20, 0.35]})
+    assert rate_confound(setting) == ("at its own rate finetune leads on test (0.400 ± 0.010); at the profile's "
+                                      "rate head_only led (0.350): the leader changes")
+    same = setting.assign(test_map50_at_default=[0.36, 0.35])
+    assert rate_confound(same).endswith("finetune led (0.360): the same leader")
+    missing = setting.assign(test_map50_at_default=float("nan"))
+    assert rate_confound(missing).endswith("no run at the profile's rate to compare")

@@ -44,9 +44,9 @@ def test_finished_runs_are_read_back_not_planned():
     assert [run.done for run in plan.runs] == [True, False]
     assert plan.totals() == {"runs": 1, "steps": 12, "train_images": 96, "eval_images": 64}
     assert plan.totals(plan.runs)["runs"] == 2
-    assert "1 runs to train, 1 read back from results.csv" in format_plan(plan)
+    assert "1 runs to train, 1 read back from results.csv or installed as shipped" in format_plan(plan)
     done = plan_of("ci", {"05": [config]}, done_keys={run.key for run in plan.runs})
-    assert format_plan(done) == "plan (ci profile): nothing to train (2 runs read back from results.csv)"
+    assert format_plan(done) == "plan (ci profile): nothing to train (2 runs read back from results.csv or installed as shipped)"
 
 
 def test_the_ci_course_plan_follows_the_notebooks(tmp_path):
@@ -80,6 +80,20 @@ def test_notebook_05s_runs_are_its_grid_and_depth_curve():
                  and "_scratch_" not in run.label]
     assert transfers[0] - 1 == plan.runs.index(sources[0])  # trained right before the first run that transfers
     assert {run.steps for run in plan.runs if run not in sources} == {profile.target_steps}
+
+
+def test_notebook_05s_learning_rate_section_plans_its_runs_only_when_asked():
+    params = notebook_parameters(REPO_ROOT / "notebooks" / "05_transfer_study.ipynb")
+    study_runs, cpu = planning.NOTEBOOK_RUNS["05_transfer_study"], planning.get_profile("cpu")
+    plain = study_runs(params, cpu)
+    assert params["LEARNING_RATES"] is None and not any(config.evaluate_test for config in plain)
+    asked = study_runs({**params, "LEARNING_RATES": [3e-4, 1e-3]}, cpu)
+    extra = asked[len(plain):]
+    assert asked[:len(plain)] == plain
+    assert len(extra) == len(params["RATE_STRATEGIES"]) * len(cpu.countries) * 2 * len(cpu.seeds)
+    assert {(config.learning_rate, config.num_target_images) for config in extra} == {
+        (3e-4, cpu.target_sizes[-1]), (1e-3, cpu.target_sizes[-1])}
+    assert all(config.evaluate_test and config.evaluate_source for config in extra)
 
 
 def test_notebook_08_trains_the_sizes_its_train_split_holds():

@@ -64,3 +64,51 @@ def test_runs_of_other_budgets_are_other_settings_and_a_rate_without_the_metric_
     chosen = select_learning_rates(results)
     assert sorted(zip(chosen["total_steps"], chosen["learning_rate"])) == [(12, 1e-2), (1200, 1e-3)]
     assert "head_only" not in set(chosen["strategy"])
+
+
+def runs_with_epochs(rows):
+    """Rows of whole runs: (strategy, rate, seed, val, test, source at epoch 0, source at the end);
+    epoch 0 holds the zero-shot scores, epoch 3 the final ones, epochs 1-2 no held-out scores."""
+    frames = []
+    for strategy, rate, seed, val, test, source_start, source_end in rows:
+        for epoch, source, held_out in ((0, source_start, test), (1, float("nan"), float("nan")),
+                                        (3, source_end, test)):
+            frames.append({"run_key": f"{strategy}-{rate}-{seed}", "stage": "target", "country": "usa",
+                           "num_target_images": 50, "strategy": strategy, "learning_rate": rate, "seed": seed,
+                           "epoch": epoch, "val_map50": val if epoch == 3 else 0.0, "test_map50": held_out,
+                           "source_map50": source, "evaluate_test": True, "total_steps": 200})
+    return pd.DataFrame(frames)
+
+
+def test_forgetting_is_the_source_score_at_epoch_0_minus_at_the_end():
+    from tlutils.experiment.results import add_forgetting
+
+    results = runs_with_epochs([("finetune", 1e-3, 0, 0.5, 0.4, 0.80, 0.60),
+                                ("head_only", 1e-3, 0, 0.5, 0.4, 0.80, 0.85)])
+    shuffled = results.sample(frac=1.0, random_state=0)  # row order must not matter, only epochs
+    forgetting = add_forgetting(shuffled).groupby("strategy")["forgetting"].agg(["min", "max"])
+    assert forgetting.loc["finetune"].tolist() == pytest.approx([0.20, 0.20])
+    assert forgetting.loc["head_only"].tolist() == pytest.approx([-0.05, -0.05])  # gained on the source
+    with pytest.raises(ValueError, match="source_map50"):
+        add_forgetting(results.drop(columns="source_map50"))
+
+
+def test_the_learning_rate_table_reports_test_and_forgetting_at_the_rate_val_chose():
+    from tlutils.experiment.selection import learning_rate_table
+
+    results = runs_with_epochs([
+        ("finetune", 1e-3, 0, 0.50, 0.30, 0.8, 0.6), ("finetune", 1e-3, 1, 0.52, 0.34, 0.8, 0.4),  # val's choice
+        ("finetune", 3e-3, 0, 0.40, 0.60, 0.8, 0.7), ("finetune", 3e-3, 1, 0.40, 0.60, 0.8, 0.7),
+        ("head_only", 1e-3, 0, 0.45, 0.44, 0.8, 0.8), ("head_only", 3e-3, 0, 0.46, 0.40, 0.8, 0.75),
+    ])
+    table = learning_rate_table(results, default_rate=3e-3).set_index("strategy")
+    assert table.loc["finetune", "learning_rate"] == 1e-3
+    assert table.loc["finetune", "test_map50_mean"] == pytest.approx(0.32)
+    assert table.loc["finetune", "forgetting_mean"] == pytest.approx(0.3)
+    assert table.loc["finetune", "forgetting_std"] == pytest.approx(0.1)
+    assert table.loc["finetune", "test_map50_at_default"] == pytest.approx(0.60)
+    assert table.loc["head_only", "learning_rate"] == 3e-3 and table.loc["head_only", "num_seeds"] == 1
+    assert table.loc["head_only", "test_map50_at_default"] == pytest.approx(0.40)
+    # runs that never scored the test split, or at one rate only, make no table
+    assert learning_rate_table(results.assign(evaluate_test=False)).empty
+    assert learning_rate_table(results[results["learning_rate"] == 1e-3]).empty

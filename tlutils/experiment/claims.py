@@ -95,6 +95,22 @@ def setting_verdicts(summary: "pd.DataFrame", metric: str = "val_map50") -> list
     return verdicts
 
 
+def rate_confound(setting: "pd.DataFrame") -> str:
+    """Whether one setting's leader on the test split changes when every strategy gets its own learning
+    rate: ``setting`` is :func:`tlutils.experiment.selection.learning_rate_table`'s rows of one country
+    and size (``test_map50_mean`` at the rate val chose, ``test_map50_at_default`` at the profile's)."""
+    _check_one_setting(setting)
+    own = best_of(setting, list(setting["strategy"]), "test_map50")
+    sentence = f"at its own rate {own} leads on test ({_number(*_cell(setting, own, 'test_map50'))})"
+    at_default = setting.dropna(subset=["test_map50_at_default"])
+    if at_default.empty:
+        return sentence + "; no run at the profile's rate to compare"
+    default = str(at_default.loc[at_default["test_map50_at_default"].idxmax(), "strategy"])
+    verdict = "the same leader" if default == own else "the leader changes"
+    return (f"{sentence}; at the profile's rate {default} led "
+            f"({at_default['test_map50_at_default'].max():.3f}): {verdict}")
+
+
 def rank_agreement(values: "pd.DataFrame", by: str, against: str = "val_map50") -> str:
     """Whether ranking rows (one per strategy, indexed by it) by ``by`` (lower is better: a loss)
     gives the order of ``against`` (higher is better: mAP); names both orders.

@@ -212,6 +212,22 @@ def final_epochs(results: "pd.DataFrame") -> "pd.DataFrame":
     return results.loc[results.groupby("run_key")["epoch"].idxmax()].reset_index(drop=True)
 
 
+def add_forgetting(results: "pd.DataFrame") -> "pd.DataFrame":
+    """A copy with ``forgetting`` on every row of a run: its ``source_map50`` at epoch 0 minus at its
+    last epoch (what the transfer lost on the source data; negative: it gained). NaN where the run did
+    not score the source (``RunConfig.evaluate_source``).
+
+    Raises:
+        ValueError: the table has no ``source_map50`` column.
+    """
+    if "source_map50" not in results.columns:
+        raise ValueError("the results table has no source_map50 column (runs with evaluate_source=True)")
+    by_run = results.sort_values("epoch").groupby("run_key")["source_map50"]
+    first = by_run.transform(lambda values: values.iloc[0])
+    last = by_run.transform(lambda values: values.iloc[-1])
+    return results.assign(forgetting=(first - last).reindex(results.index))
+
+
 def summarize(results: "pd.DataFrame", metric: str = "val_map50") -> "pd.DataFrame":
     """Final-epoch ``metric`` per stage x country x strategy x images x learning rate: mean, std, seeds.
 

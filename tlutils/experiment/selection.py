@@ -61,3 +61,36 @@ def select_learning_rates(results: "pd.DataFrame", choose_by: str = "val_map50",
     columns = [*keys, "learning_rate", "rates_tried", f"{choose_by}_mean",
                *(f"{column}_{what}" for column in report for what in ("mean", "std")), "num_seeds"]
     return best[columns].reset_index(drop=True)
+
+
+def learning_rate_table(results: "pd.DataFrame", default_rate: float | None = None) -> "pd.DataFrame":
+    """The supervisor's table: each setting's strategy at the base learning rate chosen on val, scored on
+    the **test** split, with the forgetting on the source (``forgetting``: epoch 0 minus last
+    ``source_map50``), beside the test mAP at ``default_rate`` (the profile's rate, the one the plain
+    study uses) when given.
+
+    Reads the runs that scored the test split (``evaluate_test``) at two or more rates; returns an
+    empty table when there are none.
+
+    Returns:
+        :func:`select_learning_rates`' columns for ``test_map50`` and ``forgetting``, and with
+        ``default_rate`` ``test_map50_at_default`` (mean over seeds; NaN where that rate was not run).
+    """
+    from tlutils.experiment.results import add_forgetting, final_epochs
+
+    if "evaluate_test" not in results.columns:
+        return results.iloc[:0]
+    studied = results[results["evaluate_test"].fillna(False).astype(bool)]
+    if studied.empty or studied["learning_rate"].nunique() < 2:
+        return studied.iloc[:0]
+    studied = add_forgetting(studied)
+    table = select_learning_rates(studied, choose_by="val_map50", report=("test_map50", "forgetting"))
+    if default_rate is not None:
+        from tlutils.experiment.results import COMPARABILITY_COLUMNS
+
+        final = final_epochs(studied)
+        keys = [column for column in (*SETTING_COLUMNS, *COMPARABILITY_COLUMNS) if column in final.columns]
+        at_default = final[final["learning_rate"] == default_rate]
+        means = at_default.groupby(keys, dropna=False)["test_map50"].mean().rename("test_map50_at_default")
+        table = table.merge(means.reset_index(), on=keys, how="left")
+    return table

@@ -64,7 +64,12 @@ def _transfer_study_runs(params: Mapping[str, Any], profile: Profile) -> list["R
     grid = {"country": countries, "strategy": params["STRATEGIES"], "num_target_images": sizes, "seed": seeds}
     depth = {"country": countries[:1], "strategy": params["FREEZE_DEPTHS"], "num_target_images": sizes[-1:],
              "seed": seeds}
-    return expand_grid(grid, base) + expand_grid(depth, base)
+    rates = []
+    if params.get("LEARNING_RATES"):  # section 7: each strategy at each rate, with a test split and forgetting
+        rate_grid = {"country": countries, "strategy": params["RATE_STRATEGIES"], "num_target_images": sizes[-1:],
+                     "seed": seeds, "learning_rate": list(params["LEARNING_RATES"])}
+        rates = expand_grid(rate_grid, base.replace(evaluate_test=True, evaluate_source=True))
+    return expand_grid(grid, base) + expand_grid(depth, base) + rates
 
 
 def _diagnosis_runs(params: Mapping[str, Any], profile: Profile) -> list["RunConfig"]:

@@ -22,12 +22,12 @@ def format_plan(plan: Plan) -> str:
     """The plan as a table: per notebook and in total, runs to train, steps, training and evaluation images."""
     if not plan.to_train:
         return (f"plan ({plan.profile} profile): nothing to train"
-                + (f" ({len(plan.runs)} runs read back from results.csv)" if plan.runs else ""))
+                + (f" ({len(plan.runs)} runs read back from results.csv or installed as shipped)" if plan.runs else ""))
     rows = [(name, totals) for name, totals in plan.by_notebook().items()] + [("total", plan.totals())]
     width = max(len(name) for name, _ in rows)
     lines = [f"plan ({plan.profile} profile): {len(plan.to_train)} runs to train"
-             + (f", {len(plan.runs) - len(plan.to_train)} read back from results.csv" if plan.to_train != plan.runs
-                else ""),
+             + (f", {len(plan.runs) - len(plan.to_train)} read back from results.csv or installed as shipped"
+                if plan.to_train != plan.runs else ""),
              f"  {'':{width}s}  {'runs':>5s}  {'steps':>9s}  {'train images':>13s}  {'eval images':>12s}"]
     for name, totals in rows:
         lines.append(f"  {name:{width}s}  {totals['runs']:5d}  {totals['steps']:9,d}  "
