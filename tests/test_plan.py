@@ -206,3 +206,16 @@ def test_a_real_data_run_prices_its_tiled_whole_frame_evaluations(tmp_path):
     assert planned.eval_images == pytest.approx(planned.evaluations * crops + 2 * tiles, abs=planned.evaluations)
     synth = planned_run(config.replace(target_data="germany"), "sweep")
     assert synth.val_images == resolve(config.replace(target_data="germany")).num_val_images
+    held_out = planned_run(config.replace(evaluate_test=True), "sweep")  # + all tiles of the test frames, twice
+    assert held_out.eval_images == pytest.approx(planned.eval_images + 2 * tiles, abs=2 * planned.evaluations)
+
+
+def test_held_out_scores_are_priced_like_the_val_set():
+    from tlutils.plan.runs import planned_run
+
+    config = RunConfig(profile="cpu", target_data="germany", strategy="finetune", num_target_images=50)
+    plain, both = planned_run(config, "sweep"), planned_run(config.replace(evaluate_test=True, evaluate_source=True),
+                                                            "sweep")
+    val = plain.val_images  # the sign world's val set, scored at every evaluation
+    assert plain.eval_images == plain.evaluations * val
+    assert both.eval_images == plain.eval_images + 2 * 2 * val  # test and source, at epoch 0 and the last

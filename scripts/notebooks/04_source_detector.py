@@ -66,11 +66,12 @@ pd.Series(resolve(config).to_dict(), dtype=object).to_frame("value")
 # the results table and saves its state. The source stage renders as many scenes as it needs, so its
 # augmentation is photometric only (brightness, contrast, saturation, hue); the few-shot target runs
 # of notebook 05 add the SSD paper's zoom-out and IoU-constrained crops. Neither flips images: a flip
-# turns "turn left" into "turn right". The `cpu` profile trains in `mixed_bfloat16` (bf16 arithmetic,
-# float32 weights, loss and outputs) where the CPU has bf16 units (AVX-512 BF16 or AMX): faster per
-# step there, at the mAP of float32 (docs/performance.md has the measurements and the machines).
-# Elsewhere bf16 is emulated and several times
-# slower, so it trains in float32 (`mixed_precision` in the table above says which). If the session dies,
+# turns "turn left" into "turn right". The `cpu` profile's target runs train in `mixed_bfloat16` (bf16
+# arithmetic, float32 weights, loss and outputs) where the CPU has bf16 units (AVX-512 BF16 or AMX):
+# faster per step there, at the mAP of float32 (docs/performance.md has the measurements and the
+# machines); elsewhere bf16 is emulated and several times slower, so they train in float32. Its source
+# detector trains in float32 on every machine, for the reason below (`mixed_precision` in the table
+# above says which policy a run uses). If the session dies,
 # running the cell again resumes after the last finished epoch and ends with the same numbers; once
 # the run is finished, the cell only reads its rows back.
 #

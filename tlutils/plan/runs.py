@@ -98,12 +98,15 @@ def _val_images_per_evaluation(resolved: Any, evaluations: int) -> int:
 
     The sign world: its val images. Real data (``tlutils.experiment.run_data``): the fixed val crops at
     every evaluation, and at the first of a target run (zero-shot) and the last the tiles of every
-    whole val frame (``tlutils.tiling.tile_grid``, ~140 at 160 px on a 1360 x 800 GTSDB frame).
+    whole val frame (``tlutils.tiling.tile_grid``, ~140 at 160 px on a 1360 x 800 GTSDB frame). The
+    held-out scores a run asks for (``evaluate_test``, ``evaluate_source``: ``tlutils.experiment.held_out``)
+    add one more set each at the first evaluation of a target run and at the last, priced like the val set.
     """
     from tlutils.experiment.datasets import is_synth, load_split
 
+    held_out_passes = (resolved.evaluate_test + resolved.evaluate_source) * (1 + (resolved.stage == "target"))
     if is_synth(resolved.data):
-        return resolved.num_val_images
+        return round(resolved.num_val_images * (1 + held_out_passes / evaluations))
     from tlutils.experiment.run_data import REAL_BACKGROUND_CROPS, REAL_POSITIVE_CROPS, real_tile_options
     from tlutils.tiling import tile_grid
 
@@ -112,7 +115,7 @@ def _val_images_per_evaluation(resolved: Any, evaluations: int) -> int:
     tiles = sum(len(tile_grid(frame.width, frame.height, resolved.input_size, tiling["overlap"], tiling["scales"]))
                 for frame in frames)
     crops = len(frames) * (REAL_POSITIVE_CROPS + REAL_BACKGROUND_CROPS)
-    whole_frame_passes = 1 + (resolved.stage == "target")
+    whole_frame_passes = 1 + (resolved.stage == "target") + held_out_passes
     return round(crops + whole_frame_passes * tiles / evaluations)
 
 
