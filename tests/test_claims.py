@@ -103,5 +103,10 @@ def test_rate_confound_names_both_leaders_and_says_whether_they_differ():
                                       "rate head_only led (0.350): the leader changes")
     same = setting.assign(test_map50_at_default=[0.36, 0.35])
     assert rate_confound(same).endswith("finetune led (0.360): the same leader")
+    close = setting.assign(test_map50_mean=[0.40, 0.39], test_map50_std=[0.05, 0.01])  # gap 0.01 < std 0.05
+    assert rate_confound(close).endswith("head_only led (0.350): another leader, within the seed spread")
+    # a strategy without a run at the profile's rate is left out of both rankings
+    partial = setting.assign(test_map50_at_default=[float("nan"), 0.35])
+    assert rate_confound(partial).endswith("head_only led (0.350): the same leader")
     missing = setting.assign(test_map50_at_default=float("nan"))
-    assert rate_confound(missing).endswith("no run at the profile's rate to compare")
+    assert rate_confound(missing) == "no strategy has test scores both at its own rate and at the profile's"

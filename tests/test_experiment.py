@@ -129,6 +129,8 @@ def test_defaults_follow_the_initial_weights_and_the_stage():
         ({"profile": "tpu", "num_target_images": 5}, "profile"),
         ({"num_target_images": 0}, "num_target_images"),
         ({"num_target_images": 5, "total_steps": 10, "steps_per_epoch": 4}, "whole number"),
+        ({"num_target_images": 5, "learning_rate": "[0.001]"}, "learning_rate"),  # papermill -p passes text
+        ({"num_target_images": 5, "learning_rate": 0.0}, "learning_rate"),
     ],
 )
 def test_bad_configurations_raise(fields, fragment):

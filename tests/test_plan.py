@@ -82,7 +82,7 @@ def test_notebook_05s_runs_are_its_grid_and_depth_curve():
     assert {run.steps for run in plan.runs if run not in sources} == {profile.target_steps}
 
 
-def test_notebook_05s_learning_rate_section_plans_its_runs_only_when_asked():
+def test_notebook_05s_rate_and_budget_sections_plan_their_runs_only_when_asked():
     params = notebook_parameters(REPO_ROOT / "notebooks" / "05_transfer_study.ipynb")
     study_runs, cpu = planning.NOTEBOOK_RUNS["05_transfer_study"], planning.get_profile("cpu")
     plain = study_runs(params, cpu)
@@ -94,6 +94,10 @@ def test_notebook_05s_learning_rate_section_plans_its_runs_only_when_asked():
     assert {(config.learning_rate, config.num_target_images) for config in extra} == {
         (3e-4, cpu.target_sizes[-1]), (1e-3, cpu.target_sizes[-1])}
     assert all(config.evaluate_test and config.evaluate_source for config in extra)
+    longer = study_runs({**params, "LONG_BUDGET": 4}, cpu)[len(plain):]
+    assert len(longer) == len(params["RATE_STRATEGIES"]) * len(cpu.countries) * len(cpu.seeds)
+    assert {(config.total_steps, config.steps_per_epoch) for config in longer} == {(4 * cpu.target_steps,
+                                                                                    cpu.target_steps)}
 
 
 def test_notebook_08_trains_the_sizes_its_train_split_holds():
@@ -219,3 +223,22 @@ def test_held_out_scores_are_priced_like_the_val_set():
     val = plain.val_images  # the sign world's val set, scored at every evaluation
     assert plain.eval_images == plain.evaluations * val
     assert both.eval_images == plain.eval_images + 2 * 2 * val  # test and source, at epoch 0 and the last
+
+
+def test_the_shipped_source_is_planned_as_done_unless_notebook_04_trains_it(tmp_path):
+    import json
+
+    from tlutils.experiment.shipped import shipped_keys
+
+    source_key = run_key(RunConfig(stage="source", source_data="belgium", strategy="scratch", profile="cpu"))
+    assert source_key in shipped_keys()
+    notebook = REPO_ROOT / "notebooks" / "04_source_detector.ipynb"
+    plan = course_plan("cpu", [notebook], results_dir=tmp_path)
+    assert [(run.key, run.done) for run in plan.runs] == [(source_key, True)]
+    trains = json.loads(notebook.read_text())
+    for cell in trains["cells"]:
+        if "parameters" in cell["metadata"].get("tags", []):
+            cell["source"] = "".join(cell["source"]).replace("TRAIN_SOURCE = False", "TRAIN_SOURCE = True")
+    (tmp_path / "04_source_detector.ipynb").write_text(json.dumps(trains))
+    plan = course_plan("cpu", [tmp_path / "04_source_detector.ipynb"], results_dir=tmp_path)
+    assert [(run.key, run.done) for run in plan.runs] == [(source_key, False)]

@@ -26,7 +26,7 @@ def test_the_rate_is_chosen_on_validation_and_reported_on_test():
     chosen = select_learning_rates(results).set_index("strategy")
     assert chosen.loc["finetune", "learning_rate"] == 1e-3 and chosen.loc["finetune", "rates_tried"] == 2
     assert chosen.loc["finetune", "test_map50_mean"] == pytest.approx(0.21)
-    assert chosen.loc["finetune", "test_map50_std"] == pytest.approx(0.01)
+    assert chosen.loc["finetune", "test_map50_std"] == pytest.approx(0.02 / 2 ** 0.5)  # sample std, as summarize
     assert chosen.loc["finetune", "val_map50_mean"] == pytest.approx(0.41)
     assert chosen.loc["head_only", "learning_rate"] == 1e-3 and chosen.loc["head_only", "num_seeds"] == 2
 
@@ -53,6 +53,8 @@ def test_the_sweep_command_sweeps_rates_and_asks_for_held_out_scores():
                                       "--learning-rates", "1e-4", "1e-3", "--evaluate-test", "--evaluate-source"])
     grid, base = cli_grid(args)
     assert grid["learning_rate"] == [1e-4, 1e-3] and base.evaluate_test and base.evaluate_source
+    longer = build_parser().parse_args(["sweep", "--profile", "ci", "--total-steps", "48", "--steps-per-epoch", "12"])
+    assert (cli_grid(longer)[1].total_steps, cli_grid(longer)[1].steps_per_epoch) == (48, 12)
     assert "learning_rate" not in cli_grid(build_parser().parse_args(["sweep", "--profile", "ci"]))[0]
 
 
@@ -91,6 +93,11 @@ def test_forgetting_is_the_source_score_at_epoch_0_minus_at_the_end():
     assert forgetting.loc["head_only"].tolist() == pytest.approx([-0.05, -0.05])  # gained on the source
     with pytest.raises(ValueError, match="source_map50"):
         add_forgetting(results.drop(columns="source_map50"))
+    doubled = pd.concat([results.iloc[:3], results.iloc[3:]])  # a repeated index, as concat without ignore_index
+    doubled.index = [0, 1, 2, 0, 1, 2]
+    assert add_forgetting(doubled)["forgetting"].tolist() == pytest.approx([0.2] * 3 + [-0.05] * 3)
+    no_epoch_0 = results[results["epoch"] > 0]  # no score before training: no forgetting to report
+    assert add_forgetting(no_epoch_0)["forgetting"].isna().all()
 
 
 def test_the_learning_rate_table_reports_test_and_forgetting_at_the_rate_val_chose():
@@ -105,10 +112,30 @@ def test_the_learning_rate_table_reports_test_and_forgetting_at_the_rate_val_cho
     assert table.loc["finetune", "learning_rate"] == 1e-3
     assert table.loc["finetune", "test_map50_mean"] == pytest.approx(0.32)
     assert table.loc["finetune", "forgetting_mean"] == pytest.approx(0.3)
-    assert table.loc["finetune", "forgetting_std"] == pytest.approx(0.1)
+    assert table.loc["finetune", "forgetting_std"] == pytest.approx(0.2 / 2 ** 0.5)
     assert table.loc["finetune", "test_map50_at_default"] == pytest.approx(0.60)
     assert table.loc["head_only", "learning_rate"] == 3e-3 and table.loc["head_only", "num_seeds"] == 1
     assert table.loc["head_only", "test_map50_at_default"] == pytest.approx(0.40)
     # runs that never scored the test split, or at one rate only, make no table
     assert learning_rate_table(results.assign(evaluate_test=False)).empty
     assert learning_rate_table(results[results["learning_rate"] == 1e-3]).empty
+
+
+def test_the_equal_time_view_keeps_each_run_up_to_its_last_evaluation_within_the_seconds():
+    from tlutils.experiment.results import summarize, within_training_seconds
+
+    rows = []
+    for strategy, per_epoch, maps in (("head_only", 2.0, [0.1, 0.3, 0.5, 0.6]),  # fast: 3 epochs in 6 s
+                                      ("finetune", 5.0, [0.1, 0.4, 0.7, 0.8])):  # slow: 1 epoch in 6 s
+        for epoch, value in enumerate(maps):
+            rows.append({"run_key": strategy, "stage": "target", "country": "usa", "num_target_images": 50,
+                         "strategy": strategy, "learning_rate": 1e-3, "seed": 0, "epoch": epoch,
+                         "epoch_seconds": 0.0 if epoch == 0 else per_epoch, "val_map50": value})
+    results = pd.DataFrame(rows).sample(frac=1.0, random_state=1)
+    view = within_training_seconds(results, 6.0)
+    assert view.groupby("run_key")["epoch"].max().to_dict() == {"head_only": 3, "finetune": 1}
+    at_equal_time = summarize(view).set_index("strategy")["val_map50_mean"]
+    assert at_equal_time.to_dict() == {"head_only": 0.6, "finetune": 0.4}  # at equal steps finetune leads
+    assert set(within_training_seconds(results, 0.0)["epoch"]) == {0}
+    with pytest.raises(ValueError, match="seconds"):
+        within_training_seconds(results, -1.0)

@@ -91,6 +91,33 @@ def test_shipped_false_trains_over_an_installed_copy(ships, trained, tmp_path, d
     assert len(load_results(tmp_path)) == len(rows)  # the installed rows were replaced, not added to
 
 
+def test_a_retrain_killed_over_an_installed_copy_resumes_and_never_reads_the_copy_back(ships, trained, tmp_path,
+                                                                                     data_dir):
+    import keras
+
+    class Killed(RuntimeError):
+        pass
+
+    class KillAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise Killed("killed after epoch 1")
+
+    _, rows = trained
+    run(SOURCE, tmp_path, data_dir=data_dir, verbose=0)  # the installed copy
+    with pytest.raises(Killed):
+        run(SOURCE, tmp_path, data_dir=data_dir, verbose=0, shipped=False, callbacks=[KillAfterFirstEpoch()])
+    assert load_results(tmp_path).empty  # the copy's rows went before training began
+    resumed = run(SOURCE, tmp_path, data_dir=data_dir, verbose=0, shipped=False)
+    np.testing.assert_array_equal(resumed["val_map50"], rows["val_map50"])
+    np.testing.assert_array_equal(resumed["loss"], rows["loss"])
+
+
+def test_export_refuses_an_installed_copy(ships, tmp_path, data_dir):
+    run(SOURCE, tmp_path, data_dir=data_dir, verbose=0)
+    with pytest.raises(ValueError, match="installed"):
+        shipping.export_shipped(SOURCE, tmp_path, tmp_path / "again", data_dir=data_dir)
+
+
 def test_nothing_is_installed_without_a_shipped_run_of_that_key(ships, tmp_path):
     other = resolve(SOURCE.replace(seed=1))
     assert not shipping.install_shipped(tmp_path, other)

@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "imagenet) on --source-data; --num-target-images then sizes the source set")
     sweep.add_argument("--total-steps", type=int, default=None,
                        help="optimizer steps per run (default: the profile's budget for the stage)")
+    sweep.add_argument("--steps-per-epoch", type=int, default=None,
+                       help="steps between evaluations (default: the budget over the profile's target "
+                            "epochs, or one pass over the source data)")
     sweep.add_argument("--learning-rates", nargs="*", type=float, default=None,
                        help="base learning rates to sweep (each strategy at each; choose per strategy on val "
                             "with tlutils.experiment.selection.select_learning_rates)")

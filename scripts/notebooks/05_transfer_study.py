@@ -43,12 +43,16 @@ L2_REGULARIZATION = 0.0005
 # ... --learning-rates 3e-4 1e-3 3e-3 --evaluate-test --evaluate-source); e.g. [3e-4, 1e-3, 3e-3]: run it.
 LEARNING_RATES = None
 RATE_STRATEGIES = ["freeze:block3", "finetune", "head_only"]
+# Section 8: RATE_STRATEGIES at this many times the profile's steps (the most target images), read
+# at its end and at equal training time. None: show such runs only if the results table holds them.
+LONG_BUDGET = None
 
 # %%
 import pandas as pd
 
 from tlutils.experiment import RunConfig, resolve, summarize, sweep
-from tlutils.experiment import load_results
+from tlutils.experiment import expand_grid, load_results, run_key
+from tlutils.experiment.results import within_training_seconds
 from tlutils.experiment.claims import change_sentence, rank_agreement, rate_confound, setting_verdicts
 from tlutils.experiment.selection import learning_rate_table
 from tlutils.paths import runs_dir
@@ -225,6 +229,42 @@ rates.filter(["country", "num_target_images", "strategy", "learning_rate", "rate
               "num_seeds"]).round(3)
 
 # %% [markdown]
+# ## 8. Is the ranking a property of the short budget?
+#
+# Every run above trains the profile's few hundred steps. Two other views of the same strategies at
+# the most target images: **four times the steps** (does a strategy that adapts more weights catch up
+# with time?), and **equal training time** instead of equal steps (a strategy that trains fewer
+# weights makes more steps per second: is that the freezing speed-up the student hoped for?). The long
+# runs are evaluated after every profile budget of steps, so the equal-time view takes each run at its
+# last evaluation within the seconds the slowest strategy needs for the profile's steps. They run when `LONG_BUDGET` asks.
+
+# %%
+long_steps = (LONG_BUDGET or 4) * profile.target_steps
+long_grid = {"country": countries, "strategy": RATE_STRATEGIES, "num_target_images": sizes[-1:], "seed": seeds}
+long_base = base.replace(total_steps=long_steps, steps_per_epoch=profile.target_steps)  # evaluated at the short budget too
+if LONG_BUDGET:
+    sweep(long_grid, base=long_base)
+table = load_results(runs_dir(PROFILE))
+long_runs = table[table["run_key"].isin({run_key(config) for config in expand_grid(long_grid, long_base)})]
+if long_runs.empty:
+    print(f"no runs of {long_steps} steps in the results table yet: set LONG_BUDGET = {long_steps // profile.target_steps}, "
+          f"or run  tlutils sweep --profile {PROFILE} --strategies {' '.join(RATE_STRATEGIES)} --num-target-images "
+          f"{sizes[-1]} --seeds {' '.join(map(str, seeds))} --total-steps {long_steps} --steps-per-epoch "
+          f"{profile.target_steps} --l2-regularization {L2_REGULARIZATION}")
+else:
+    spent = long_runs.sort_values("epoch").groupby("run_key")["epoch_seconds"].cumsum()
+    at_short_steps = long_runs.assign(spent=spent)[long_runs["step"] == profile.target_steps]
+    equal_seconds = float(at_short_steps.groupby("strategy")["spent"].mean().max())
+    views = {f"after {profile.target_steps} of {long_steps} steps": long_runs[long_runs["step"] <= profile.target_steps],
+             f"{long_steps} steps": long_runs,
+             f"{equal_seconds:.0f} s of training": within_training_seconds(long_runs, equal_seconds)}
+    for view, rows in views.items():
+        for (country, images), setting in summarize(rows).groupby(["country", "num_target_images"]):
+            steps = rows.loc[rows.groupby("run_key")["epoch"].idxmax()].groupby("strategy")["step"].mean()
+            print(f"{country}, {images} images, {view}: " + "; ".join(setting_verdicts(setting))
+                  + " (steps: " + ", ".join(f"{name} {value:.0f}" for name, value in steps.items()) + ")")
+
+# %% [markdown]
 # ## Summary
 #
 # - Every strategy ran with the same step budget on nested, stratified few-shot subsets, and all runs
@@ -235,6 +275,8 @@ rates.filter(["country", "num_target_images", "strategy", "learning_rate", "rate
 #   shift, and that adapting more of the network catches up with more images and a larger shift.
 # - A fair ranking gives each strategy its own learning rate, chosen on val and reported on a test
 #   split, and says what the transfer forgot of the source (section 7; `LEARNING_RATES` runs it).
+# - Section 8 reads the same strategies at four times the steps and at equal training time
+#   (`LONG_BUDGET` runs it): a ranking that flips there was a property of the short budget.
 # - Compare strategies with error bars: on short CPU runs the seed-to-seed spread is often of the size
 #   of the differences (the "within the seed spread" verdicts above).
 # - With a full run (`tlutils sweep --profile gpu`, or the `gpu` profile in this notebook) the curves

@@ -98,17 +98,21 @@ def setting_verdicts(summary: "pd.DataFrame", metric: str = "val_map50") -> list
 def rate_confound(setting: "pd.DataFrame") -> str:
     """Whether one setting's leader on the test split changes when every strategy gets its own learning
     rate: ``setting`` is :func:`tlutils.experiment.selection.learning_rate_table`'s rows of one country
-    and size (``test_map50_mean`` at the rate val chose, ``test_map50_at_default`` at the profile's)."""
+    and size (``test_map50_mean`` at the rate val chose, ``test_map50_at_default`` at the profile's).
+    Only strategies with both numbers are compared; a different leader counts as a change only where
+    it beats the other beyond the seed spread (:func:`compare`)."""
     _check_one_setting(setting)
-    own = best_of(setting, list(setting["strategy"]), "test_map50")
-    sentence = f"at its own rate {own} leads on test ({_number(*_cell(setting, own, 'test_map50'))})"
-    at_default = setting.dropna(subset=["test_map50_at_default"])
-    if at_default.empty:
-        return sentence + "; no run at the profile's rate to compare"
-    default = str(at_default.loc[at_default["test_map50_at_default"].idxmax(), "strategy"])
-    verdict = "the same leader" if default == own else "the leader changes"
-    return (f"{sentence}; at the profile's rate {default} led "
-            f"({at_default['test_map50_at_default'].max():.3f}): {verdict}")
+    both = setting.dropna(subset=["test_map50_mean", "test_map50_at_default"])
+    if both.empty:
+        return "no strategy has test scores both at its own rate and at the profile's"
+    own = best_of(both, list(both["strategy"]), "test_map50")
+    default = str(both.loc[both["test_map50_at_default"].idxmax(), "strategy"])
+    sentence = (f"at its own rate {own} leads on test ({_number(*_cell(both, own, 'test_map50'))}); at the "
+                f"profile's rate {default} led ({both['test_map50_at_default'].max():.3f})")
+    if default == own:
+        return f"{sentence}: the same leader"
+    changed = compare(*_cell(both, own, "test_map50"), *_cell(both, default, "test_map50")) == BEATS
+    return f"{sentence}: {'the leader changes' if changed else 'another leader, within the seed spread'}"
 
 
 def rank_agreement(values: "pd.DataFrame", by: str, against: str = "val_map50") -> str:

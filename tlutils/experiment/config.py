@@ -145,7 +145,9 @@ class RunConfig:
             _check_positive_int(name, getattr(self, name))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
-        if self.learning_rate is not None and not 0 < self.learning_rate < float("inf"):
+        if self.learning_rate is not None and (isinstance(self.learning_rate, bool)
+                                               or not isinstance(self.learning_rate, (int, float))
+                                               or not 0 < self.learning_rate < float("inf")):
             raise ValueError(f"learning_rate must be a finite number > 0 or None, got {self.learning_rate!r}")
         if not 0 <= self.l2_regularization < float("inf"):
             raise ValueError(f"l2_regularization must be a finite number >= 0, got {self.l2_regularization!r}")

@@ -215,17 +215,36 @@ def final_epochs(results: "pd.DataFrame") -> "pd.DataFrame":
 def add_forgetting(results: "pd.DataFrame") -> "pd.DataFrame":
     """A copy with ``forgetting`` on every row of a run: its ``source_map50`` at epoch 0 minus at its
     last epoch (what the transfer lost on the source data; negative: it gained). NaN where the run did
-    not score the source (``RunConfig.evaluate_source``).
+    not score the source (``RunConfig.evaluate_source``) or has no epoch-0 row (a source run).
 
     Raises:
         ValueError: the table has no ``source_map50`` column.
     """
     if "source_map50" not in results.columns:
         raise ValueError("the results table has no source_map50 column (runs with evaluate_source=True)")
-    by_run = results.sort_values("epoch").groupby("run_key")["source_map50"]
-    first = by_run.transform(lambda values: values.iloc[0])
-    last = by_run.transform(lambda values: values.iloc[-1])
-    return results.assign(forgetting=(first - last).reindex(results.index))
+    table = results.reset_index(drop=True)  # positions: the caller's index may repeat (concatenated tables)
+    by_run = table.sort_values("epoch").groupby("run_key")["source_map50"]
+    change = by_run.transform(lambda values: values.iloc[0]) - by_run.transform(lambda values: values.iloc[-1])
+    has_epoch_0 = table.groupby("run_key")["epoch"].transform("min") == 0  # the score before any training
+    return results.assign(forgetting=change.sort_index().where(has_epoch_0).to_numpy())
+
+
+def within_training_seconds(results: "pd.DataFrame", seconds: float) -> "pd.DataFrame":
+    """The equal-wall-clock view: each run's rows up to its last evaluation within ``seconds`` of
+    training (``epoch_seconds`` summed; evaluations are not counted, epoch 0 takes none).
+
+    A strategy that trains fewer weights takes more steps in the same seconds; :func:`summarize` of the
+    result compares strategies at equal training time instead of equal steps. A run whose first epoch
+    already takes longer keeps only its epoch-0 row (or none).
+
+    Raises:
+        ValueError: ``seconds`` is negative.
+    """
+    if seconds < 0:
+        raise ValueError(f"seconds must be >= 0, got {seconds}")
+    ordered = results.sort_values(["run_key", "epoch"])
+    spent = ordered.groupby("run_key")["epoch_seconds"].cumsum()
+    return ordered[spent <= seconds].sort_index()
 
 
 def summarize(results: "pd.DataFrame", metric: str = "val_map50") -> "pd.DataFrame":

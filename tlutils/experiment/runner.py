@@ -58,8 +58,8 @@ def run(
         verbose: 0 silent, 1 Keras progress bars and a line per epoch, 2 one Keras line per epoch.
         callbacks: extra Keras callbacks for ``fit`` (after the runner's own, which saves the state).
         tensorboard: write TensorBoard logs to ``runs/<run name>/logs`` (needs TensorFlow).
-        shipped: install a shipped run of the same key (this run's, or a target run's source run)
-            instead of training it.
+        shipped: install a shipped run of this key instead of training it (a target run's source run
+            is always installed where one is shipped).
 
     Returns:
         A ``pandas.DataFrame`` with ``RESULT_COLUMNS``, one row per epoch (1-based ``epoch``).
@@ -83,7 +83,7 @@ def run(
     source_path = None
     if resolved.uses_source:
         source_rows = run(source_config(config), results_dir, data_dir=data_dir, verbose=verbose,
-                          tensorboard=tensorboard, shipped=shipped)
+                          tensorboard=tensorboard)
         source_path = results_dir / str(source_rows["checkpoint"].iloc[-1])
 
     with run_lock(results_dir, resolved.name, verbose):
@@ -91,6 +91,8 @@ def run(
         if not stored.empty and (shipped or not is_installed(results_dir / "runs" / resolved.name)):
             return stored
         if not (shipped and install_shipped(results_dir, resolved, verbose)):
+            if not stored.empty:  # an installed copy: its rows go first, so a killed retrain resumes, not reads back
+                store_rows(results_dir, resolved.key, [])
             rows = _train(resolved, results_dir, data_dir, source_path, verbose, callbacks, tensorboard)
             store_rows(results_dir, resolved.key, rows)
     return stored_rows(results_dir, resolved.key)  # as read back: the same types as a skipped run's

@@ -52,7 +52,7 @@ def select_learning_rates(results: "pd.DataFrame", choose_by: str = "val_map50",
     stats = by_rate[choose_by].mean().rename(f"{choose_by}_mean").to_frame()
     for column in report:
         stats[f"{column}_mean"] = by_rate[column].mean()
-        stats[f"{column}_std"] = by_rate[column].std(ddof=0)
+        stats[f"{column}_std"] = by_rate[column].std(ddof=1)  # as summarize: the sample std over seeds
     stats["num_seeds"] = by_rate["seed"].nunique()
     stats = stats.reset_index()
     stats["rates_tried"] = stats.groupby(keys, dropna=False)["learning_rate"].transform("count")

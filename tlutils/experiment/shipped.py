@@ -162,8 +162,9 @@ def export_shipped(config: "RunConfig", results_dir: str | Path, shipped_dir: st
     Scores the float32 weights and the float16-rounded ones on the run's val split and records both.
 
     Raises:
-        ValueError: the run has not finished in ``results_dir``, or its val mAP cannot be reproduced
-            from its own checkpoint (then the export would not be the run it claims to be).
+        ValueError: the run has not finished in ``results_dir``, is itself an installed copy, or its val
+            mAP cannot be reproduced from its own checkpoint (then the export would not be the run it
+            claims to be).
     """
     from tlutils.transfer import load_detector
 
@@ -172,8 +173,11 @@ def export_shipped(config: "RunConfig", results_dir: str | Path, shipped_dir: st
     rows = stored_rows(results_dir, resolved.key)
     if rows.empty:
         raise ValueError(f"{resolved.name} has not finished in {results_dir}; run it first")
-    detector = load_detector(results_dir / str(rows["checkpoint"].iloc[-1]))
     run_dir = (results_dir / str(rows["checkpoint"].iloc[-1])).parent
+    if is_installed(run_dir):
+        raise ValueError(f"{resolved.name} in {results_dir} is an installed shipped copy, not a run trained there: "
+                         "train it first (run(..., shipped=False), or tlutils pretrain source)")
+    detector = load_detector(results_dir / str(rows["checkpoint"].iloc[-1]))
     class_names = read_classes(run_dir)
     recorded, float32_map = float(rows["val_map50"].iloc[-1]), val_map50(detector, resolved, class_names, data_dir)
     if abs(float32_map - recorded) > 1e-6:

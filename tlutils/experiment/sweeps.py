@@ -114,6 +114,7 @@ def cli_grid(args: Any) -> tuple[dict[str, list[Any]], RunConfig]:
                      num_target_images=grid["num_target_images"][0],
                      l2_regularization=getattr(args, "l2_regularization", 0.0),
                      total_steps=getattr(args, "total_steps", None),
+                     steps_per_epoch=getattr(args, "steps_per_epoch", None),
                      cache_features=getattr(args, "cache_features", False),
                      evaluate_test=getattr(args, "evaluate_test", False),
                      evaluate_source=getattr(args, "evaluate_source", False),

@@ -69,7 +69,13 @@ def _transfer_study_runs(params: Mapping[str, Any], profile: Profile) -> list["R
         rate_grid = {"country": countries, "strategy": params["RATE_STRATEGIES"], "num_target_images": sizes[-1:],
                      "seed": seeds, "learning_rate": list(params["LEARNING_RATES"])}
         rates = expand_grid(rate_grid, base.replace(evaluate_test=True, evaluate_source=True))
-    return expand_grid(grid, base) + expand_grid(depth, base) + rates
+    long = []
+    if params.get("LONG_BUDGET"):  # section 8: the same strategies at a multiple of the steps
+        long_grid = {"country": countries, "strategy": params["RATE_STRATEGIES"], "num_target_images": sizes[-1:],
+                     "seed": seeds}
+        long = expand_grid(long_grid, base.replace(total_steps=params["LONG_BUDGET"] * profile.target_steps,
+                                                   steps_per_epoch=profile.target_steps))
+    return expand_grid(grid, base) + expand_grid(depth, base) + rates + long
 
 
 def _diagnosis_runs(params: Mapping[str, Any], profile: Profile) -> list["RunConfig"]:
@@ -134,7 +140,8 @@ def course_plan(profile: str, notebooks: Sequence[str | os.PathLike] | None = No
 
     settings = get_profile(profile)
     paths = [Path(path) for path in notebooks] if notebooks is not None else course_notebooks()
-    configs = {path.stem: NOTEBOOK_RUNS[path.stem](notebook_parameters(path), settings)
-               for path in paths if path.stem in NOTEBOOK_RUNS}
-    done = finished_keys(results_dir if results_dir is not None else runs_dir(profile))
+    params = {path.stem: notebook_parameters(path) for path in paths if path.stem in NOTEBOOK_RUNS}
+    configs = {name: NOTEBOOK_RUNS[name](values, settings) for name, values in params.items()}
+    trains_source = bool(params.get("04_source_detector", {}).get("TRAIN_SOURCE"))  # no shipped detector then
+    done = finished_keys(results_dir if results_dir is not None else runs_dir(profile), shipped=not trains_source)
     return plan_of(profile, configs, done)

@@ -135,13 +135,14 @@ def plan_of(profile: str, configs_by_notebook: Mapping[str, Sequence["RunConfig"
     return Plan(profile, tuple(runs.values()))
 
 
-def finished_keys(results_dir: str | os.PathLike) -> set[str]:
+def finished_keys(results_dir: str | os.PathLike, shipped: bool = True) -> set[str]:
     """The run keys of the finished runs in ``results_dir/results.csv`` (none when there is no table),
-    and of the runs tlutils ships (``tlutils.experiment.shipped``: the runner installs them in seconds)."""
+    and with ``shipped`` of the runs tlutils ships (``tlutils.experiment.shipped``: the runner installs
+    them in seconds)."""
     from tlutils.experiment import load_results
     from tlutils.experiment.shipped import shipped_keys
 
-    return set(load_results(results_dir)["run_key"]) | shipped_keys()
+    return set(load_results(results_dir)["run_key"]) | (shipped_keys() if shipped else set())
 
 
 def sweep_plan(configs: Sequence["RunConfig"], results_dir: str | os.PathLike | None = None) -> Plan:
