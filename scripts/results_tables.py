@@ -6,7 +6,10 @@ seeds)`` over the runs that differ only in the seed (``tlutils.experiment.summar
 row "zero-shot": the source detector on the target before any training (epoch 0 of the transfer
 runs). ``--by-size`` adds the same tables for mAP@0.5 of small, medium and large objects (COCO's
 buckets). Only runs with the given L2 factor are shown (a ``tlutils sweep`` uses 0, notebook 05
-0.0005), so the two never mix.
+0.0005), so the two never mix. ``--rates`` prints instead the learning-rate table of issue 20: each
+strategy at the base rate chosen on val, scored on the test split, with the forgetting on the source
+(``tlutils.experiment.selection.learning_rate_table``; runs of ``tlutils sweep --learning-rates ...
+--evaluate-test --evaluate-source``).
 
 Usage: ``python scripts/results_tables.py [runs/cpu ...] [--l2 0.0] [--by-size]`` (several results files, e.g. of
 sweeps run side by side with ``--out``, are read as one).
@@ -19,6 +22,8 @@ import argparse
 import pandas as pd
 
 from tlutils.experiment import load_results, summarize
+from tlutils.experiment.selection import learning_rate_table
+from tlutils.profiles import get_profile
 
 
 def cell(mean: float, std: float, seeds: int) -> str:
@@ -54,16 +59,37 @@ def country_table(summary, country: str, metric: str = "val_map50") -> str:
     return "\n".join(lines)
 
 
+def rates_table(results: pd.DataFrame) -> str:
+    """The Markdown learning-rate table: a row per country and strategy."""
+    rates = learning_rate_table(results, default_rate=get_profile(results["profile"].iloc[0]).learning_rate)
+    if rates.empty:
+        raise SystemExit("no runs that scored the test split at two or more learning rates")
+    lines = ["| country | images | strategy | base rate chosen on val (of) | val mAP@0.5 | test mAP@0.5 | "
+             "test at the profile's rate | forgetting on the source |", "|---|---|---|---|---|---|---|---|"]
+    for row in rates.sort_values(["country", "num_target_images", "test_map50_mean"],
+                                 ascending=[True, True, False]).itertuples():
+        edge = ", at an end of the range" if row.at_edge else ""
+        lines.append(f"| {row.country} | {row.num_target_images} | {row.strategy} | {row.learning_rate:g} "
+                     f"({row.rates_tried}{edge}) | {row.val_map50_mean:.3f} | "
+                     f"{cell(row.test_map50_mean, row.test_map50_std, row.num_seeds)} | "
+                     f"{row.test_map50_at_default:.3f} | {cell(row.forgetting_mean, row.forgetting_std, row.num_seeds)} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="*", default=["runs/cpu"], help="results.csv files or their folders")
     parser.add_argument("--l2", type=float, default=0.0, help="L2 factor of the runs to show")
     parser.add_argument("--by-size", action="store_true", help="also mAP@0.5 of small, medium and large objects")
+    parser.add_argument("--rates", action="store_true", help="the learning-rate table (chosen on val, test, forgetting)")
     args = parser.parse_args()
     results = pd.concat([load_results(path) for path in args.results], ignore_index=True)
     results = results[(results["stage"] == "target") & (results["l2_regularization"] == args.l2)]
     if results.empty:
         raise SystemExit(f"no target runs with L2 {args.l2} in {args.results}")
+    if args.rates:
+        print(rates_table(results))
+        return
     metrics = ["val_map50"] + (["map50_small", "map50_medium", "map50_large"] if args.by_size else [])
     for metric in metrics:
         for (country, classes), rows in results.groupby(["country", "classes"]):

@@ -116,6 +116,9 @@ def test_the_learning_rate_table_reports_test_and_forgetting_at_the_rate_val_cho
     assert table.loc["finetune", "test_map50_at_default"] == pytest.approx(0.60)
     assert table.loc["head_only", "learning_rate"] == 3e-3 and table.loc["head_only", "num_seeds"] == 1
     assert table.loc["head_only", "test_map50_at_default"] == pytest.approx(0.40)
+    assert table["at_edge"].all()  # two rates tried: either choice is an end of the range
+    middle = pd.concat([results, runs_with_epochs([("finetune", 1e-4, 0, 0.1, 0.1, 0.8, 0.1)])])
+    assert not learning_rate_table(middle).set_index("strategy").loc["finetune", "at_edge"]
     # runs that never scored the test split, or at one rate only, make no table
     assert learning_rate_table(results.assign(evaluate_test=False)).empty
     assert learning_rate_table(results[results["learning_rate"] == 1e-3]).empty

@@ -73,7 +73,8 @@ def learning_rate_table(results: "pd.DataFrame", default_rate: float | None = No
     empty table when there are none.
 
     Returns:
-        :func:`select_learning_rates`' columns for ``test_map50`` and ``forgetting``, and with
+        :func:`select_learning_rates`' columns for ``test_map50`` and ``forgetting``, ``at_edge`` (the
+        chosen rate is the lowest or highest tried: the best may lie outside the range), and with
         ``default_rate`` ``test_map50_at_default`` (mean over seeds; NaN where that rate was not run).
     """
     from tlutils.experiment.results import add_forgetting, final_epochs
@@ -83,13 +84,17 @@ def learning_rate_table(results: "pd.DataFrame", default_rate: float | None = No
     studied = results[results["evaluate_test"].fillna(False).astype(bool)]
     if studied.empty or studied["learning_rate"].nunique() < 2:
         return studied.iloc[:0]
+    from tlutils.experiment.results import COMPARABILITY_COLUMNS
+
     studied = add_forgetting(studied)
     table = select_learning_rates(studied, choose_by="val_map50", report=("test_map50", "forgetting"))
+    final = final_epochs(studied)
+    keys = [column for column in (*SETTING_COLUMNS, *COMPARABILITY_COLUMNS) if column in final.columns]
+    tried = final.groupby(keys, dropna=False)["learning_rate"].agg(lowest="min", highest="max").reset_index()
+    table = table.merge(tried, on=keys, how="left")
+    # the best rate at either end of the range tried: the optimum may lie outside it
+    table["at_edge"] = (table["learning_rate"] == table.pop("lowest")) | (table["learning_rate"] == table.pop("highest"))
     if default_rate is not None:
-        from tlutils.experiment.results import COMPARABILITY_COLUMNS
-
-        final = final_epochs(studied)
-        keys = [column for column in (*SETTING_COLUMNS, *COMPARABILITY_COLUMNS) if column in final.columns]
         at_default = final[final["learning_rate"] == default_rate]
         means = at_default.groupby(keys, dropna=False)["test_map50"].mean().rename("test_map50_at_default")
         table = table.merge(means.reset_index(), on=keys, how="left")
