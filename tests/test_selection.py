@@ -142,3 +142,24 @@ def test_the_equal_time_view_keeps_each_run_up_to_its_last_evaluation_within_the
     assert set(within_training_seconds(results, 0.0)["epoch"]) == {0}
     with pytest.raises(ValueError, match="seconds"):
         within_training_seconds(results, -1.0)
+
+
+def test_budget_views_read_long_runs_after_the_short_budget_at_their_end_and_at_equal_time():
+    from tlutils.experiment.results import budget_views
+
+    rows = []
+    for strategy, per_epoch, maps in (("head_only", 2.0, [0.1, 0.3, 0.5, 0.6, 0.65]),
+                                      ("finetune", 4.0, [0.1, 0.4, 0.6, 0.7, 0.8])):
+        for epoch, value in enumerate(maps):  # evaluated every 10 of 40 steps
+            rows.append({"run_key": strategy, "stage": "target", "country": "usa", "num_target_images": 50,
+                         "strategy": strategy, "learning_rate": 1e-3, "seed": 0, "epoch": epoch, "step": 10 * epoch,
+                         "epoch_seconds": 0.0 if epoch == 0 else per_epoch, "val_map50": value})
+    views = budget_views(pd.DataFrame(rows), short_steps=10)
+    assert list(views) == ["after 10 of 40 steps", "40 steps", "4 s of training"]  # finetune's 10 steps: 4 s
+    by_view = {label: view.set_index("strategy")[["val_map50_mean", "steps"]].to_dict("index")
+               for label, view in views.items()}
+    assert by_view["after 10 of 40 steps"]["finetune"] == {"val_map50_mean": 0.4, "steps": 10}
+    assert by_view["40 steps"]["head_only"] == {"val_map50_mean": 0.65, "steps": 40}
+    assert by_view["4 s of training"]["head_only"] == {"val_map50_mean": 0.5, "steps": 20}  # two epochs in 4 s
+    with pytest.raises(ValueError, match="no evaluation at step 15"):
+        budget_views(pd.DataFrame(rows), short_steps=15)

@@ -52,7 +52,7 @@ import pandas as pd
 
 from tlutils.experiment import RunConfig, resolve, summarize, sweep
 from tlutils.experiment import expand_grid, load_results, run_key
-from tlutils.experiment.results import within_training_seconds
+from tlutils.experiment.results import budget_views
 from tlutils.experiment.claims import change_sentence, rank_agreement, rate_confound, setting_verdicts
 from tlutils.experiment.selection import learning_rate_table
 from tlutils.paths import runs_dir
@@ -252,17 +252,11 @@ if long_runs.empty:
           f"{sizes[-1]} --seeds {' '.join(map(str, seeds))} --total-steps {long_steps} --steps-per-epoch "
           f"{profile.target_steps} --l2-regularization {L2_REGULARIZATION}")
 else:
-    spent = long_runs.sort_values("epoch").groupby("run_key")["epoch_seconds"].cumsum()
-    at_short_steps = long_runs.assign(spent=spent)[long_runs["step"] == profile.target_steps]
-    equal_seconds = float(at_short_steps.groupby("strategy")["spent"].mean().max())
-    views = {f"after {profile.target_steps} of {long_steps} steps": long_runs[long_runs["step"] <= profile.target_steps],
-             f"{long_steps} steps": long_runs,
-             f"{equal_seconds:.0f} s of training": within_training_seconds(long_runs, equal_seconds)}
-    for view, rows in views.items():
-        for (country, images), setting in summarize(rows).groupby(["country", "num_target_images"]):
-            steps = rows.loc[rows.groupby("run_key")["epoch"].idxmax()].groupby("strategy")["step"].mean()
+    for view, summary_of_view in budget_views(long_runs, profile.target_steps).items():
+        for (country, images), setting in summary_of_view.groupby(["country", "num_target_images"]):
+            reached = ", ".join(f"{name} {steps:.0f}" for name, steps in zip(setting["strategy"], setting["steps"]))
             print(f"{country}, {images} images, {view}: " + "; ".join(setting_verdicts(setting))
-                  + " (steps: " + ", ".join(f"{name} {value:.0f}" for name, value in steps.items()) + ")")
+                  + f" (steps: {reached})")
 
 # %% [markdown]
 # ## Summary

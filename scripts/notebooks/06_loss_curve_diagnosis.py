@@ -280,7 +280,8 @@ per_strategy.round(2)
 # loading, augmentation and evaluation, which freezing does not touch: a run whose input pipeline is
 # the bottleneck, as with the Python augmentation generator of ssd_keras, sees almost no speed-up. The
 # timings in the results table come from runs made at different moments; on a shared machine compare
-# them with care.
+# them with care. Whether the faster steps buy a better detector in the same time is another question:
+# notebook 05's section 8 compares the strategies at equal training time as well as at equal steps.
 
 # %% [markdown]
 # ## 6. A checklist for the thesis

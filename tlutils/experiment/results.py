@@ -247,6 +247,37 @@ def within_training_seconds(results: "pd.DataFrame", seconds: float) -> "pd.Data
     return ordered[spent <= seconds].sort_index()
 
 
+def budget_views(long_runs: "pd.DataFrame", short_steps: int) -> dict[str, "pd.DataFrame"]:
+    """Long-budget runs seen three ways, each as :func:`summarize` rows with ``steps`` (the mean step
+    the runs reached there): ``"after <short_steps> of <N>
+    steps"`` (their evaluation at ``short_steps``), ``"<N> steps"`` (their end) and ``"<T> s of
+    training"`` (:func:`within_training_seconds` at T, the mean seconds the slowest strategy needs for
+    ``short_steps``: what the others reach in the same time).
+
+    Raises:
+        ValueError: the runs have no evaluation at step ``short_steps`` (evaluate every ``short_steps``).
+    """
+    ordered = long_runs.sort_values(["run_key", "epoch"])
+    spent = ordered.groupby("run_key")["epoch_seconds"].cumsum()
+    at_short = ordered.assign(spent=spent)[ordered["step"] == short_steps]
+    if at_short.empty:
+        raise ValueError(f"the runs have no evaluation at step {short_steps}; give them steps_per_epoch "
+                         f"{short_steps}")
+    seconds = float(at_short.groupby("strategy")["spent"].mean().max())
+    long_steps = int(long_runs["step"].max())
+    views = {f"after {short_steps} of {long_steps} steps": ordered[ordered["step"] <= short_steps],
+             f"{long_steps} steps": ordered,
+             f"{seconds:.0f} s of training": within_training_seconds(ordered, seconds)}
+    return {label: _summary_with_steps(rows) for label, rows in views.items()}
+
+
+def _summary_with_steps(rows: "pd.DataFrame") -> "pd.DataFrame":
+    """:func:`summarize` of ``rows`` with ``steps``: the mean step of the runs' last rows."""
+    keys = ["country", "num_target_images", "strategy"]
+    steps = final_epochs(rows).groupby(keys)["step"].mean().rename("steps")
+    return summarize(rows).join(steps, on=keys)
+
+
 def summarize(results: "pd.DataFrame", metric: str = "val_map50") -> "pd.DataFrame":
     """Final-epoch ``metric`` per stage x country x strategy x images x learning rate: mean, std, seeds.
 
