@@ -163,3 +163,10 @@ def test_budget_views_read_long_runs_after_the_short_budget_at_their_end_and_at_
     assert by_view["4 s of training"]["head_only"] == {"val_map50_mean": 0.5, "steps": 20}  # two epochs in 4 s
     with pytest.raises(ValueError, match="no evaluation at step 15"):
         budget_views(pd.DataFrame(rows), short_steps=15)
+    # a slower seed of the slowest strategy sets the time: every run of it still reaches the short budget
+    slower = [dict(row, run_key="finetune-1", seed=1, epoch_seconds=row["epoch_seconds"] * 1.25)
+              for row in rows if row["strategy"] == "finetune"]
+    views = budget_views(pd.DataFrame(rows + slower), short_steps=10)
+    equal_time = views["5 s of training"].set_index("strategy")
+    assert equal_time.loc["finetune", "steps"] == 10 and equal_time.loc["finetune", "num_seeds"] == 2
+    assert equal_time.loc["head_only", "steps"] == 20

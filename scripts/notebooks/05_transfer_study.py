@@ -236,7 +236,7 @@ rates.filter(["country", "num_target_images", "strategy", "learning_rate", "rate
 # with time?), and **equal training time** instead of equal steps (a strategy that trains fewer
 # weights makes more steps per second: is that the freezing speed-up the student hoped for?). The long
 # runs are evaluated after every profile budget of steps, so the equal-time view takes each run at its
-# last evaluation within the seconds the slowest strategy needs for the profile's steps. They run when `LONG_BUDGET` asks.
+# last evaluation within the seconds the slowest run took for the profile's steps. They run when `LONG_BUDGET` asks.
 
 # %%
 long_steps = (LONG_BUDGET or 4) * profile.target_steps
