@@ -9,7 +9,9 @@ buckets). Only runs with the given L2 factor are shown (a ``tlutils sweep`` uses
 0.0005), so the two never mix. ``--rates`` prints instead the learning-rate table of issue 20: each
 strategy at the base rate chosen on val, scored on the test split, with the forgetting on the source
 (``tlutils.experiment.selection.learning_rate_table``; runs of ``tlutils sweep --learning-rates ...
---evaluate-test --evaluate-source``).
+--evaluate-test --evaluate-source``), then every rate tried. ``--budget N`` prints the runs of N steps
+seen after the profile's steps, at their end and at equal training time
+(``tlutils.experiment.results.budget_views``).
 
 Usage: ``python scripts/results_tables.py [runs/cpu ...] [--l2 0.0] [--by-size]`` (several results files, e.g. of
 sweeps run side by side with ``--out``, are read as one).
@@ -76,19 +78,54 @@ def rates_table(results: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def per_rate_table(results: pd.DataFrame) -> str:
+    """Markdown: val, test and forgetting per country, strategy and base rate (mean ± std (seeds))."""
+    from tlutils.experiment.results import add_forgetting, final_epochs
+
+    studied = results[results["evaluate_test"].fillna(False).astype(bool)]
+    final = final_epochs(add_forgetting(studied))
+    lines = ["| country | strategy | base rate | val mAP@0.5 | test mAP@0.5 | forgetting |", "|---|---|---|---|---|---|"]
+    for (country, strategy, rate), runs in final.groupby(["country", "strategy", "learning_rate"]):
+        cells = [cell(runs[column].mean(), runs[column].std(), runs[column].count())
+                 for column in ("val_map50", "test_map50", "forgetting")]
+        lines.append(f"| {country} | {strategy} | {rate:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def budget_table(results: pd.DataFrame, steps: int) -> str:
+    """Markdown: the runs of ``steps`` steps, one row per country, view and strategy."""
+    from tlutils.experiment.results import budget_views
+
+    long_runs = results[(results["total_steps"] == steps) & ~results["evaluate_test"].fillna(False).astype(bool)]
+    if long_runs.empty:
+        raise SystemExit(f"no runs of {steps} steps")
+    short = get_profile(long_runs["profile"].iloc[0]).target_steps
+    lines = ["| country | view | strategy | steps reached | val mAP@0.5 | training seconds |", "|---|---|---|---|---|---|"]
+    for country, rows in long_runs.groupby("country"):
+        for view, summary in budget_views(rows, short).items():
+            for row in summary.itertuples():
+                lines.append(f"| {country} | {view} | {row.strategy} | {row.steps:.0f} | "
+                             f"{cell(row.val_map50_mean, row.val_map50_std, row.num_seeds)} | {row.seconds:.0f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="*", default=["runs/cpu"], help="results.csv files or their folders")
     parser.add_argument("--l2", type=float, default=0.0, help="L2 factor of the runs to show")
     parser.add_argument("--by-size", action="store_true", help="also mAP@0.5 of small, medium and large objects")
     parser.add_argument("--rates", action="store_true", help="the learning-rate table (chosen on val, test, forgetting)")
+    parser.add_argument("--budget", type=int, default=None, help="the runs of this many steps, three views")
     args = parser.parse_args()
     results = pd.concat([load_results(path) for path in args.results], ignore_index=True)
     results = results[(results["stage"] == "target") & (results["l2_regularization"] == args.l2)]
     if results.empty:
         raise SystemExit(f"no target runs with L2 {args.l2} in {args.results}")
     if args.rates:
-        print(rates_table(results))
+        print(f"{rates_table(results)}\n\n{per_rate_table(results)}")
+        return
+    if args.budget:
+        print(budget_table(results, args.budget))
         return
     metrics = ["val_map50"] + (["map50_small", "map50_medium", "map50_large"] if args.by_size else [])
     for metric in metrics:
