@@ -57,7 +57,7 @@ def shipped_folder(key: str, shipped_dir: str | Path | None = None) -> Path | No
 def shipped_keys(shipped_dir: str | Path | None = None) -> set[str]:
     """The keys of the runs in ``shipped_dir`` (default :data:`SHIPPED_DIR`)."""
     folder = Path(shipped_dir or SHIPPED_DIR)
-    return {path.name for path in folder.glob("*/manifest.json") for path in [path.parent]}
+    return {manifest.parent.name for manifest in folder.glob("*/manifest.json")}
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:
@@ -173,11 +173,12 @@ def export_shipped(config: "RunConfig", results_dir: str | Path, shipped_dir: st
     rows = stored_rows(results_dir, resolved.key)
     if rows.empty:
         raise ValueError(f"{resolved.name} has not finished in {results_dir}; run it first")
-    run_dir = (results_dir / str(rows["checkpoint"].iloc[-1])).parent
+    checkpoint = results_dir / str(rows["checkpoint"].iloc[-1])
+    run_dir = checkpoint.parent
     if is_installed(run_dir):
         raise ValueError(f"{resolved.name} in {results_dir} is an installed shipped copy, not a run trained there: "
                          "train it first (run(..., shipped=False), or tlutils pretrain source)")
-    detector = load_detector(results_dir / str(rows["checkpoint"].iloc[-1]))
+    detector = load_detector(checkpoint)
     class_names = read_classes(run_dir)
     recorded, float32_map = float(rows["val_map50"].iloc[-1]), val_map50(detector, resolved, class_names, data_dir)
     if abs(float32_map - recorded) > 1e-6:
