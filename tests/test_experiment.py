@@ -270,10 +270,10 @@ def test_results_csv_has_one_row_per_epoch_and_every_column(runs, results_dir):
                 "run_key", "checkpoint"]
     assert set(required) <= set(table.columns)
     assert set(table["stage"]) == {"source", "target"}
-    assert len(table) == CI.source_epochs + (1 + 3) * len(STRATEGIES)  # target runs: a zero-shot row, 3 epochs
+    # every run: an epoch-0 row (before training), then its epochs (target runs: 3)
+    assert len(table) == (1 + CI.source_epochs) + (1 + 3) * len(STRATEGIES)
     for key, rows in table.groupby("run_key"):
-        first = 0 if rows["stage"].iloc[0] == "target" else 1
-        assert list(rows["epoch"]) == list(range(first, first + len(rows))), key
+        assert list(rows["epoch"]) == list(range(len(rows))), key
         trained = rows[rows["epoch"] >= 1]
         assert trained["coco_map"].iloc[:-1].isna().all() and np.isfinite(trained["coco_map"].iloc[-1])
         assert (results_dir / rows["checkpoint"].iloc[-1]).is_file()
@@ -391,7 +391,7 @@ def test_a_finished_config_is_skipped(runs, results_dir, data_dir):
 
     again = run(target("head_only"), results_dir, data_dir=data_dir, verbose=0, callbacks=[MustNotTrain()])
     pd.testing.assert_frame_equal(again, runs["head_only"], check_dtype=False)
-    assert len(load_results(results_dir)) == CI.source_epochs + (1 + 3) * len(STRATEGIES)
+    assert len(load_results(results_dir)) == (1 + CI.source_epochs) + (1 + 3) * len(STRATEGIES)
 
 
 class Disconnect(Exception):
@@ -510,7 +510,8 @@ def test_a_mixed_bfloat16_profile_trains_in_bfloat16_and_restores_the_policy(mon
     detector = _detector(tmp_path, rows)
     assert detector.get_layer("block3_conv1").compute_dtype == "bfloat16"
     assert all(weight.dtype == "float32" for weight in detector.weights)  # float32 master weights
-    assert np.isfinite(rows["loss"]).all() and rows["loss"].iloc[-1] < rows["loss"].iloc[0]
+    trained = rows[rows["epoch"] >= 1]  # epoch 0 is the start, evaluated before training
+    assert np.isfinite(trained["loss"]).all() and trained["loss"].iloc[-1] < trained["loss"].iloc[0]
     monkeypatch.undo()
     assert run_key(config) != rows["run_key"].iloc[0], "the dtype policy must be part of the run key"
 

@@ -17,8 +17,8 @@ pytestmark = pytest.mark.core
 
 
 def test_a_source_initialized_run_brings_its_source_and_a_repeated_run_counts_once():
-    # ci: the source trains 32 images in batches of 8 = 4 steps an epoch, 2 epochs, evaluated after each on
-    # 16 images; a target run trains 12 steps of min(8, 10 images) and evaluates 12 / (12 // 3) = 3 epochs
+    # ci: the source trains 32 images in batches of 8 = 4 steps an epoch, 2 epochs, evaluated before
+    # training and after each epoch on 16 images; a target run trains 12 steps of min(8, 10 images) and evaluates 12 / (12 // 3) = 3 epochs
     # plus once before training.
     base = RunConfig(profile="ci", num_target_images=10)
     finetune, scratch = base.replace(strategy="finetune"), base.replace(strategy="scratch")
@@ -26,11 +26,11 @@ def test_a_source_initialized_run_brings_its_source_and_a_repeated_run_counts_on
     source = plan.runs[0]
     assert [run.key for run in plan.runs] == [run_key(source_config(base)), run_key(finetune), run_key(scratch)]
     assert [run.notebook for run in plan.runs] == ["05", "05", "05"]
-    assert (source.steps, source.batch_size, source.evaluations, source.val_images) == (8, 8, 2, 16)
-    assert (source.train_images, source.eval_images) == (64, 32)
+    assert (source.steps, source.batch_size, source.evaluations, source.val_images) == (8, 8, 3, 16)
+    assert (source.train_images, source.eval_images) == (64, 48)
     assert [(run.steps, run.train_images, run.evaluations, run.eval_images) for run in plan.runs[1:]] == [
         (12, 96, 4, 64), (12, 96, 4, 64)]
-    assert plan.totals() == {"runs": 3, "steps": 32, "train_images": 256, "eval_images": 160}
+    assert plan.totals() == {"runs": 3, "steps": 32, "train_images": 256, "eval_images": 176}
 
 
 def test_few_images_shrink_the_batch_and_two_stage_has_two_phases():
@@ -51,7 +51,7 @@ def test_finished_runs_are_read_back_not_planned():
 
 def test_the_ci_course_plan_follows_the_notebooks(tmp_path):
     # Worked by hand from the notebooks' parameters on the ci profile (one country, 10 images, one seed):
-    # 04 the source run (8 steps); 05 five strategies + two freeze depths (12 steps each); 06 its
+    # 04 the source run (8 steps, evaluated 1 + 2 times on 16 images); 05 five strategies + two freeze depths (12 steps each); 06 its
     # variants are 05's runs, plus scratch with the other preprocessing and fine-tuning at 10x and 100x the
     # rate; 07 one Train click of 2 epochs of 12 // 3 = 4 steps; 08 three strategies on its stand-in (24
     # frames of 192 px split 17 train, 4 val, 3 test), 12 steps each, evaluated 3 + 1 times on the 4 val
@@ -59,13 +59,13 @@ def test_the_ci_course_plan_follows_the_notebooks(tmp_path):
     # 96 px a frame (3 x 3 at scale 1, 1 at scale 0.5), 2 x 40 = 80; 176 a run.
     plan = course_plan("ci", results_dir=tmp_path)
     assert plan.by_notebook() == {
-        "04_source_detector": {"runs": 1, "steps": 8, "train_images": 64, "eval_images": 32},
+        "04_source_detector": {"runs": 1, "steps": 8, "train_images": 64, "eval_images": 48},
         "05_transfer_study": {"runs": 7, "steps": 84, "train_images": 672, "eval_images": 448},
         "06_loss_curve_diagnosis": {"runs": 3, "steps": 36, "train_images": 288, "eval_images": 192},
         "07_interactive_explorer": {"runs": 1, "steps": 8, "train_images": 64, "eval_images": 48},
         "08_your_own_data": {"runs": 3, "steps": 36, "train_images": 288, "eval_images": 528},
     }
-    assert plan.totals() == {"runs": 15, "steps": 172, "train_images": 1376, "eval_images": 1248}
+    assert plan.totals() == {"runs": 15, "steps": 172, "train_images": 1376, "eval_images": 1264}
 
 
 def test_notebook_05s_runs_are_its_grid_and_depth_curve():
@@ -184,7 +184,7 @@ def test_tlutils_sweep_prints_its_plan_before_it_trains(monkeypatch, capsys, tmp
     out = capsys.readouterr().out
     # the source run and two target runs of 12 steps, for the profile's one country
     assert out.index("plan (ci profile): 3 runs to train") < out.index("sweeping")
-    assert "  total      3         32            256           160" in out.splitlines()
+    assert "  total      3         32            256           176" in out.splitlines()
 
 
 def test_a_real_data_run_prices_its_tiled_whole_frame_evaluations(tmp_path):

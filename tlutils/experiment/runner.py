@@ -185,7 +185,7 @@ class Training:
         steps_per_epoch = self.resolved.steps_per_epoch
         if self.rows and self.rows[-1].get("stopped_early"):  # stopped, then killed before it was stored
             return self.rows
-        if self.resolved.stage == "target" and self.epochs_done == 0:
+        if self.epochs_done == 0:
             self.rows = [self.zero_shot_row()]
         first_epoch = 0
         for phase in self.plan:
@@ -272,10 +272,11 @@ class Training:
         return {held_out.column: held_out.map50(model, self.data.anchors) for held_out in self.held_out}
 
     def zero_shot_row(self) -> dict[str, Any]:
-        """Epoch 0 of a target run: the detector as it starts, evaluated before any training.
+        """Epoch 0 of a run: the detector as it starts, evaluated before any training.
 
-        For a source-initialized strategy that is the source detector on the target ("adapt or do
-        nothing?"); for scratch, a random initialization. ``regularization`` is the starting L2 term;
+        For a source-initialized target strategy that is the source detector on the target ("adapt or
+        do nothing?"); for scratch, a random initialization; for a ``classifier`` / ``detector`` source
+        start, the pretrained weights as loaded (how large their L2 term is before training). ``regularization`` is the starting L2 term;
         the training-loss columns are NaN (nothing was trained). Its per-class table is recorded as epoch 0.
         """
         from tlutils.model import regularization_loss

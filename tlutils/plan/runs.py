@@ -86,7 +86,7 @@ def planned_run(config: "RunConfig", notebook: str, done_keys: Iterable[str] = (
     extras = [f"{name}={getattr(config, name)}" for name in ("preprocessing", "learning_rate")
               if getattr(config, name) is not None]
     label = " ".join([resolved.name.removesuffix(f"_{resolved.key}"), *extras])
-    evaluations = epochs + (resolved.stage == "target")
+    evaluations = epochs + 1  # and epoch 0, before training
     return PlannedRun(notebook=notebook, label=label, key=resolved.key,
                       steps=resolved.total_steps, batch_size=resolved.batch_size,
                       evaluations=evaluations, val_images=_val_images_per_evaluation(resolved, evaluations),
@@ -97,14 +97,14 @@ def _val_images_per_evaluation(resolved: Any, evaluations: int) -> int:
     """Detector inputs one evaluation costs, on average over the run's evaluations.
 
     The sign world: its val images. Real data (``tlutils.experiment.run_data``): the fixed val crops at
-    every evaluation, and at the first of a target run (zero-shot) and the last the tiles of every
+    every evaluation, and at the first (epoch 0, before training) and the last the tiles of every
     whole val frame (``tlutils.tiling.tile_grid``, ~140 at 160 px on a 1360 x 800 GTSDB frame). The
     held-out scores a run asks for (``evaluate_test``, ``evaluate_source``: ``tlutils.experiment.held_out``)
-    add one more set each at the first evaluation of a target run and at the last, priced like the val set.
+    add one more set each at the first evaluation and at the last, priced like the val set.
     """
     from tlutils.experiment.datasets import is_synth, load_split
 
-    held_out_passes = (resolved.evaluate_test + resolved.evaluate_source) * (1 + (resolved.stage == "target"))
+    held_out_passes = (resolved.evaluate_test + resolved.evaluate_source) * 2
     if is_synth(resolved.data):
         return round(resolved.num_val_images * (1 + held_out_passes / evaluations))
     from tlutils.experiment.run_data import REAL_BACKGROUND_CROPS, REAL_POSITIVE_CROPS, real_tile_options
@@ -115,7 +115,7 @@ def _val_images_per_evaluation(resolved: Any, evaluations: int) -> int:
     tiles = sum(len(tile_grid(frame.width, frame.height, resolved.input_size, tiling["overlap"], tiling["scales"]))
                 for frame in frames)
     crops = len(frames) * (REAL_POSITIVE_CROPS + REAL_BACKGROUND_CROPS)
-    whole_frame_passes = 1 + (resolved.stage == "target") + held_out_passes
+    whole_frame_passes = 2 + held_out_passes
     return round(crops + whole_frame_passes * tiles / evaluations)
 
 
