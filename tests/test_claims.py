@@ -74,6 +74,9 @@ def test_small_helpers():
     assert change_sentence("finetune", 0.5, 0.25) == "finetune: val mAP@0.5 0.500 -> 0.250 (-50%)"
     assert change_sentence("scratch", 0.0, 0.1) == "scratch: val mAP@0.5 0.000 -> 0.100"
     assert falls_first([3.0, 2.0, 2.5]) and not falls_first([2.0, 3.0])
+    # a curve cut out of a longer one keeps its labels (1, 2, ...): read by position, not label 0
+    assert not falls_first(pd.Series([float("nan"), 2.0, 3.0]).iloc[1:])
+    assert falls_first(pd.Series([9.0, 3.0, 2.0], index=[1, 2, 3]))
     assert worst_and_best({"a": 2.0, "b": 1.0, "c": 3.0}) == ("b", "c")
 
 

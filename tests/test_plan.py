@@ -51,21 +51,23 @@ def test_finished_runs_are_read_back_not_planned():
 
 def test_the_ci_course_plan_follows_the_notebooks(tmp_path):
     # Worked by hand from the notebooks' parameters on the ci profile (one country, 10 images, one seed):
-    # 04 the source run (8 steps, evaluated 1 + 2 times on 16 images); 05 five strategies + two freeze depths (12 steps each); 06 its
-    # variants are 05's runs, plus scratch with the other preprocessing and fine-tuning at 10x and 100x the
-    # rate; 07 one Train click of 2 epochs of 12 // 3 = 4 steps; 08 three strategies on its stand-in (24
-    # frames of 192 px split 17 train, 4 val, 3 test), 12 steps each, evaluated 3 + 1 times on the 4 val
-    # frames' 6 crops each (96), and at the zero-shot and the last evaluation tiled whole: 10 tiles of
-    # 96 px a frame (3 x 3 at scale 1, 1 at scale 0.5), 2 x 40 = 80; 176 a run.
+    # 04 the source run (8 steps, evaluated 1 + 2 times on 16 images); 05 five strategies + two freeze
+    # depths (12 steps each); 06 its variants are 05's runs, plus scratch with the other preprocessing,
+    # fine-tuning at 10x and 100x the rate, and section 6's three source starts (no shipped study at ci:
+    # 16 steps of 8 images each, evaluated 1 + 4 times on 16 images); 07 one Train click of 2 epochs of
+    # 12 // 3 = 4 steps; 08 three strategies on its stand-in (24 frames of 192 px split 17 train, 4 val,
+    # 3 test), 12 steps each, evaluated 3 + 1 times on the 4 val frames' 6 crops each (96), and at the
+    # zero-shot and the last evaluation tiled whole: 10 tiles of 96 px a frame (3 x 3 at scale 1, 1 at
+    # scale 0.5), 2 x 40 = 80; 176 a run.
     plan = course_plan("ci", results_dir=tmp_path)
     assert plan.by_notebook() == {
         "04_source_detector": {"runs": 1, "steps": 8, "train_images": 64, "eval_images": 48},
         "05_transfer_study": {"runs": 7, "steps": 84, "train_images": 672, "eval_images": 448},
-        "06_loss_curve_diagnosis": {"runs": 3, "steps": 36, "train_images": 288, "eval_images": 192},
+        "06_loss_curve_diagnosis": {"runs": 6, "steps": 84, "train_images": 672, "eval_images": 432},
         "07_interactive_explorer": {"runs": 1, "steps": 8, "train_images": 64, "eval_images": 48},
         "08_your_own_data": {"runs": 3, "steps": 36, "train_images": 288, "eval_images": 528},
     }
-    assert plan.totals() == {"runs": 15, "steps": 172, "train_images": 1376, "eval_images": 1264}
+    assert plan.totals() == {"runs": 18, "steps": 220, "train_images": 1760, "eval_images": 1504}
 
 
 def test_notebook_05s_runs_are_its_grid_and_depth_curve():

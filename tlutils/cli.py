@@ -1,5 +1,5 @@
 """The ``tlutils`` command line: ``tlutils data synth``, ``tlutils course``, ``tlutils bench``, ``tlutils sweep``,
-``tlutils pretrain``.
+``tlutils pretrain``, ``tlutils study``.
 
 Each sub-command is a thin shell around a library function, imported only when the command runs, so
 ``tlutils --help`` is instant and imports no deep-learning backend.
@@ -75,6 +75,27 @@ def _pretrain_source(args: argparse.Namespace) -> int:
     results = args.results or runs_dir(args.profile)
     run(config, results, verbose=2, shipped=False)
     print(f"shipped: {export_shipped(config, results, args.shipped_dir)}")
+    return 0
+
+
+def _study_source_starts(args: argparse.Namespace) -> int:
+    from tlutils.experiment import run
+    from tlutils.experiment.convergence import convergence_facts, convergence_table
+    from tlutils.experiment.source_study import export_study, source_study_configs
+    from tlutils.paths import runs_dir
+    from tlutils.plan import announce, sweep_plan
+    from tlutils.experiment.results import wide_pandas
+
+    configs = source_study_configs(args.profile, args.starts)
+    results = args.out or runs_dir(args.profile)
+    announce(sweep_plan(configs, results), estimate=not args.no_estimate)
+    import pandas as pd
+
+    rows = pd.concat([run(config, results, verbose=0) for config in configs], ignore_index=True)
+    with wide_pandas():
+        print(convergence_table(convergence_facts(rows, args.threshold)).round(3).to_string())
+    if args.export:
+        print(f"exported: {export_study(configs, results, args.studies_dir)}")
     return 0
 
 
@@ -187,6 +208,21 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--results", default=None, help="results directory it trains in (default runs/<profile>)")
     source.add_argument("--shipped-dir", default=None, help="where to export (default tlutils/shipped)")
     source.set_defaults(handler=_pretrain_source)
+
+    study = commands.add_parser("study", help="run one of the course's fixed studies")
+    studies = study.add_subparsers(dest="study", required=True)
+    starts = studies.add_parser("source-starts", help="the thesis' source starts on Belgium, long schedule, L2 "
+                                "in the loss (notebook 06); prints how each converged")
+    starts.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
+    starts.add_argument("--starts", nargs="+", default=["scratch", "classifier", "detector"],
+                        help="source strategies (imagenet needs VGG16's ImageNet weights)")
+    starts.add_argument("--threshold", type=float, default=0.7, help="report the steps to this val mAP@0.5")
+    starts.add_argument("--out", default=None, help="results directory (default runs/<profile>)")
+    starts.add_argument("--export", action="store_true",
+                        help="write the rows as the study tlutils ships (tlutils/shipped/studies/)")
+    starts.add_argument("--studies-dir", default=None, help="where --export writes (default tlutils/shipped/studies)")
+    starts.add_argument("--no-estimate", action="store_true", help=NO_ESTIMATE_HELP)
+    starts.set_defaults(handler=_study_source_starts)
     return parser
 
 

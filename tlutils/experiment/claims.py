@@ -136,9 +136,10 @@ def change_sentence(name: str, before: float, after: float, what: str = "val mAP
 
 def falls_first(history: Sequence[float]) -> bool:
     """Whether the first value of a per-epoch curve is its largest (a loss that falls from the start)."""
-    if not len(history):
+    values = [float(value) for value in history]  # by position: a sliced Series keeps its index labels
+    if not values:
         raise ValueError("an empty curve")
-    return float(history[0]) >= max(float(value) for value in history)
+    return values[0] >= max(values)
 
 
 def worst_and_best(values: Mapping[str, float]) -> tuple[str, str]:
@@ -146,6 +147,39 @@ def worst_and_best(values: Mapping[str, float]) -> tuple[str, str]:
     if not values:
         raise ValueError("nothing to compare")
     return min(values, key=values.__getitem__), max(values, key=values.__getitem__)
+
+
+def start_sentences(table: "pd.DataFrame", threshold: float, reference: str = "scratch") -> list[str]:
+    """The source-start study (``tlutils.experiment.convergence.convergence_table``, one row per start)
+    in sentences: the displayed loss against mAP, whether ``reference`` ends lowest by the displayed loss
+    (the student saw scratch lowest), each start's L2 term from start to end, early and best mAP against
+    ``reference`` beyond the seed spread (He et al. 2019: pre-training mainly speeds early convergence),
+    the steps to ``threshold`` and over-fitting."""
+    if reference not in table.index or len(table) < 2:
+        raise ValueError(f"start_sentences needs {reference!r} and another start, got {list(table.index)}")
+    seeds = table["seeds"].astype(int)
+    by_loss = list(table.sort_values("final_loss").index)
+    sentences = [
+        rank_agreement(table, by="final_loss", against="best_map50"),
+        f"{reference} ends {'with the lowest' if by_loss[0] == reference else 'without the lowest'} displayed "
+        f"loss ({table.loc[reference, 'final_loss']:.2f}; lowest: {by_loss[0]}, "
+        f"{table.loc[by_loss[0], 'final_loss']:.2f}); the student saw scratch lowest",
+        "L2 term before -> after training: " + "; ".join(
+            f"{start} {row.start_l2:.2f} -> {row.end_l2:.2f}" for start, row in table.iterrows()),
+    ]
+    for what, column, step in (("early", "early_map50", "early_step"), ("best", "best_map50", "best_step")):
+        cell = {start: (row[column], row[f"{column}_std"] if seeds[start] > 1 else math.nan)
+                for start, row in table.iterrows()}
+        for start in table.index.drop(reference):
+            sentences.append(f"{what} val mAP@0.5 (step {table.loc[start, step]:.0f}): {start} "
+                             f"({_number(*cell[start])}) {compare(*cell[start], *cell[reference])} "
+                             f"{reference} ({_number(*cell[reference])})")
+    sentences.append(f"reached val mAP@0.5 {threshold:g}: " + "; ".join(
+        f"{start} in {int(row.reached)} of {int(row.seeds)} seeds"
+        + (f" (step {row.steps_to_threshold:.0f} on average)" if row.reached else "") for start, row in table.iterrows()))
+    sentences.append("over-fitted (val mAP fell from its best while the training loss kept falling): " + "; ".join(
+        f"{start} {int(row.overfit)} of {int(row.seeds)}" for start, row in table.iterrows()))
+    return sentences
 
 
 def _check_one_setting(summary: "pd.DataFrame") -> None:

@@ -47,6 +47,14 @@ FILES = ("manifest.json", "rows.csv", "classes.json", "model.json", "weights.npz
 SHIPPED_MARKER = "shipped.json"
 
 
+def machine_description(mixed_precision: str) -> str:
+    """This machine in one line for a manifest: CPU, its bf16 units, cores, the dtype policy, Keras and backend."""
+    info = machine_info()
+    units = [flag for flag in ("avx512_bf16", "amx_bf16") if info[flag]] or ["no bf16 units"]
+    return (f"{info['cpu']} ({', '.join(units)}), {info['cores']} cores, {mixed_precision}, "
+            f"keras {info['keras']} ({info['backend']})")
+
+
 def shipped_folder(key: str, shipped_dir: str | Path | None = None) -> Path | None:
     """The folder of the shipped run ``key`` in ``shipped_dir`` (default :data:`SHIPPED_DIR`), or
     ``None`` when there is no such run."""
@@ -190,14 +198,10 @@ def export_shipped(config: "RunConfig", results_dir: str | Path, shipped_dir: st
     write_text(folder / "model.json", detector.to_json())
     write_file(folder / "weights.npz", lambda path: _save_weights(path, detector))
     rows.drop(columns=["checkpoint"]).to_csv(folder / "rows.csv", index=False)
-    info = machine_info()
-    units = [flag for flag in ("avx512_bf16", "amx_bf16") if info[flag]] or ["no bf16 units"]
-    machine = (f"{info['cpu']} ({', '.join(units)}), {info['cores']} cores, {resolved.mixed_precision}, "
-               f"keras {info['keras']} ({info['backend']})")
     manifest = {
         "key": resolved.key, "name": resolved.name, "config": resolved.to_dict(),
         "weights_sha256": sha256(folder / "weights.npz"), "weights_dtype": SHIPPED_DTYPE,
-        "machine": machine, "training_minutes": float(rows["epoch_seconds"].sum()) / 60,
+        "machine": machine_description(resolved.mixed_precision), "training_minutes": float(rows["epoch_seconds"].sum()) / 60,
         "val_map50_float32": float32_map, "val_map50_shipped": val_map50(_detector_from(folder), resolved, class_names, data_dir),
         "command": f"tlutils pretrain source --profile {resolved.profile}",
     }

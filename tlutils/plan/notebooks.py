@@ -79,8 +79,10 @@ def _transfer_study_runs(params: Mapping[str, Any], profile: Profile) -> list["R
 
 
 def _diagnosis_runs(params: Mapping[str, Any], profile: Profile) -> list["RunConfig"]:
-    """Notebook 06: its variants, scratch with the other preprocessing, fine-tuning at higher rates."""
+    """Notebook 06: its variants, scratch with the other preprocessing, fine-tuning at higher rates, and
+    section 6's source starts where they are not shipped (or ``RUN_SOURCE_STUDY``)."""
     from tlutils.experiment import RunConfig, expand_grid, resolve
+    from tlutils.experiment.source_study import shipped_study, source_study_configs
 
     seeds = list(params["SEEDS"] or profile.seeds)
     base = RunConfig(profile=profile.name, num_target_images=params["NUM_TARGET_IMAGES"] or max(profile.target_sizes),
@@ -88,9 +90,12 @@ def _diagnosis_runs(params: Mapping[str, Any], profile: Profile) -> list["RunCon
     base = expand_grid({"country": [params["COUNTRY"] or profile.countries[0]]}, base)[0]
     other = "tf" if resolve(base).preprocessing == "caffe" else "caffe"
     rates = [profile.learning_rate * factor for factor in params["LEARNING_RATE_FACTORS"]]
+    starts = source_study_configs(profile.name, params["SOURCE_STARTS"])
+    if not params.get("RUN_SOURCE_STUDY") and shipped_study(starts) is not None:
+        starts = []
     return (expand_grid({"strategy": params["VARIANTS"], "seed": seeds}, base)
             + [base.replace(strategy="scratch", preprocessing=other)]
-            + expand_grid({"learning_rate": rates}, base.replace(strategy="finetune", seed=seeds[0])))
+            + expand_grid({"learning_rate": rates}, base.replace(strategy="finetune", seed=seeds[0])) + starts)
 
 
 def _explorer_runs(params: Mapping[str, Any], profile: Profile) -> list["RunConfig"]:

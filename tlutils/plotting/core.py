@@ -61,6 +61,7 @@ LABELS: dict[str, str] = {
     # derived in notebook 06
     "keras2_loss": "training loss as Keras 2 logs it",
     "frozen_l2": "L2 term of the frozen weights",
+    "data_loss": "data loss (localization + confidence)",
 }
 
 #: Columns that measure the same quantity, in the same unit: panels showing them share a y-scale
@@ -70,7 +71,7 @@ QUANTITIES: dict[str, str] = {
     **dict.fromkeys(("val_map50", "coco_map", "test_map50", "source_map50", "map50_small", "map50_medium",
                      "map50_large"), "average precision"),
     **dict.fromkeys(("loss", "val_loss", "keras2_loss", "localization", "confidence", "regularization",
-                     "val_localization", "val_confidence", "frozen_l2"), "loss"),
+                     "val_localization", "val_confidence", "frozen_l2", "data_loss"), "loss"),
 }
 
 #: What ``summarize`` appends to a column, and how a label says it.
