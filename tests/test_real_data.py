@@ -88,6 +88,9 @@ def test_the_run_key_follows_the_data_not_its_name(coco_export, tmp_path):
     moved.write_bytes(coco_export.read_bytes())
     same = resolve(config.replace(target_data=f"coco:{moved}"))
     assert same.data_fingerprint == resolve(config).data_fingerprint
+    # moved data keeps its runs (the key spells the spec without its path); config.json keeps the path
+    assert same.key == resolve(config).key and same.data == f"coco:{moved}" != resolve(config).data
+    assert same.source_run_key == resolve(config).source_run_key
     document["annotations"][0]["bbox"][0] += 1.0
     moved.write_text(json.dumps(document))
     changed = resolve(config.replace(target_data=f"coco:{moved}"))

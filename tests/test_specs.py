@@ -71,6 +71,17 @@ def test_every_format_parses_to_one_canonical_spelling(text, fields, canonical):
     assert DataSpec(*fields) == spec  # constructing one directly checks and normalizes the same way
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("synth:Belgium", "synth:belgium"),  # the sign world has no location
+    ("gtsdb:/data/GTSDB,on_error=skip", "gtsdb:*,on_error=skip"),
+    ("coco:/a/ann.json,images=/a/img", "coco:*"),
+    ("gtsdb:/data/GTSDB,split=test", "gtsdb:*,split=test"),
+    ("yolo:ds/images,classes=ds/classes.txt,labels=ds/labels", "yolo:*"),
+])
+def test_a_spec_without_its_location_keeps_format_split_and_options(text, expected):
+    assert parse_spec(text).without_location() == expected
+
+
 def test_every_format_is_tested():
     assert {fields[0] for _, fields, _ in PARSED} == set(FORMATS)
 

@@ -158,6 +158,15 @@ class DataSpec:
         return f"{self.format}:{self.path}" + "".join(
             f",{name}={options[name]}" for name in OPTION_ORDER if name in options)
 
+    def without_location(self) -> str:
+        """The spec with its location left out: ``gtsdb:*,split=test`` for ``gtsdb:/data/GTSDB,split=test``
+        (the path becomes ``*``, path options such as ``images=`` are dropped); a ``synth:`` spec is
+        unchanged. Run keys hash this beside the data's content fingerprint, so moving the data keeps them."""
+        if self.format == "synth":
+            return str(self)
+        kept = {name: value for name, value in self.options.items() if name not in PATH_OPTIONS}
+        return str(DataSpec(self.format, "*", kept, self.split))
+
     def __hash__(self) -> int:  # options is a dict: hash the canonical spelling
         return hash(str(self))
 

@@ -96,8 +96,16 @@ class ResolvedRun:
 
     @functools.cached_property
     def key(self) -> str:
-        """A stable 12-character hash of :meth:`to_dict` (same configuration -> same key)."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """A stable 12-character hash of :meth:`to_dict` (same configuration -> same key), where real
+        data specs are spelled without their location (``DataSpec.without_location``): the content
+        fingerprint identifies the data, so a moved or copied dataset keeps its runs."""
+        from tlutils.data.specs import parse_spec
+
+        values = self.to_dict()
+        for name in ("data", "source_data"):
+            if values[name] is not None:
+                values[name] = parse_spec(values[name]).without_location()
+        text = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
     @property
