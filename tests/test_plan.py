@@ -9,7 +9,7 @@ import pytest
 
 from conftest import REPO_ROOT
 from tlutils import plan as planning
-from tlutils.experiment import RunConfig, expand_grid, run_key, source_config
+from tlutils.experiment import RunConfig, expand_grid, resolve, run_key, source_config
 from tlutils.plan import (FORWARD_SHARE, Plan, PlannedRun, StepTiming, Throughput, course_plan, estimate_seconds,
                           flops_seconds, format_plan, notebook_parameters, plan_of)
 
@@ -147,6 +147,40 @@ def test_the_estimate_from_timed_steps_adds_images_evaluations_and_set_up():
     expected = (80 + 20) * per_image + (60 + 90) * per_image * FORWARD_SHARE + 3 * 6.0
     assert estimate_seconds(_plan(*runs), timing) == pytest.approx(expected)
     assert expected == pytest.approx(5.0 + 2.5 + 18.0)
+
+
+def test_each_run_is_priced_at_the_timing_of_its_precision():
+    """The cpu profile's source runs train in float32, its target runs in bf16: one rate for both was
+    wrong by the ratio of the two."""
+    runs = (PlannedRun("04", "source", "k1", steps=10, batch_size=8, evaluations=0, val_images=0, precision="float32"),
+            PlannedRun("05", "target", "k2", steps=10, batch_size=8, evaluations=0, val_images=0,
+                       precision="mixed_bfloat16"),
+            PlannedRun("05", "other", "k3", steps=10, batch_size=8, evaluations=0, val_images=0, precision="x"))
+    timings = {"float32": StepTiming(8, 0.8, 1.0, "float32", "CPU"),
+               "mixed_bfloat16": StepTiming(8, 0.4, 2.0, "mixed_bfloat16", "CPU")}
+    # 10 steps each: 8 s + 1 s, 4 s + 2 s, and an unknown precision at the first timing, 8 s + 1 s
+    assert estimate_seconds(_plan(*runs), timings) == pytest.approx(9.0 + 6.0 + 9.0)
+    line = planning.format_estimate(_plan(*runs), timings)
+    assert "0.8 s a step of 8 images in float32" in line and "0.4 s a step of 8 images in mixed_bfloat16" in line
+    with pytest.raises(ValueError, match="at least one step timing"):
+        estimate_seconds(_plan(*runs), {})
+
+
+def test_the_plan_times_every_precision_its_runs_train_under(monkeypatch, tmp_path):
+    timed = []
+
+    def measure(profile, steps, precision):
+        timed.append(precision)
+        return StepTiming(8, 0.1, 0.0, precision, "CPU")
+
+    monkeypatch.setattr(planning.estimate, "measure_step", measure)
+    target = RunConfig(profile="cpu", num_target_images=10, strategy="finetune")
+    other_source = RunConfig(stage="source", profile="cpu", seed=1)  # not shipped: it trains, in float32
+    plan = planning.sweep_plan([other_source, target], tmp_path)  # + the target's source, shipped: done, not timed
+    assert [(run.precision, run.done) for run in plan.runs] == [
+        ("float32", False), ("float32", True), (resolve(target).mixed_precision, False)]
+    assert list(planning.measure_plan_steps(plan)) == timed == list(dict.fromkeys(
+        ["float32", resolve(target).mixed_precision]))
 
 
 def test_the_flops_estimate_divides_counted_flops_by_the_assumed_rate():

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from tlutils.plan.estimate import (FORWARD_SHARE, T4, TIMED_STEPS, StepTiming, Throughput, estimate_seconds,
-                                   flops_seconds, measure_step, profile_training_flops)
+                                   flops_seconds, measure_plan_steps, measure_step, profile_training_flops)
 from tlutils.plan.notebooks import NOTEBOOK_RUNS, course_plan, notebook_parameters
 from tlutils.plan.report import announce, format_estimate, format_minutes, format_plan
 from tlutils.plan.runs import Plan, PlannedRun, finished_keys, plan_of, planned_run, sweep_plan
@@ -37,8 +37,8 @@ from tlutils.profiles import get_profile
 __all__ = [
     "FORWARD_SHARE", "NOTEBOOK_RUNS", "Plan", "PlannedRun", "StepTiming", "T4", "TIMED_STEPS", "Throughput",
     "announce", "course_plan", "estimate_seconds", "finished_keys", "flops_seconds", "format_estimate",
-    "format_minutes", "format_plan", "get_profile", "main", "measure_step", "notebook_parameters", "plan_of",
-    "planned_run", "profile_training_flops", "sweep_plan",
+    "format_minutes", "format_plan", "get_profile", "main", "measure_plan_steps", "measure_step",
+    "notebook_parameters", "plan_of", "planned_run", "profile_training_flops", "sweep_plan",
 ]
 
 

@@ -9,14 +9,18 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass
+from typing import Mapping
 
 from tlutils.plan.runs import Plan
 from tlutils.profiles import get_profile
 
 #: Forward FLOPs per image over training FLOPs per image (forward + two gradients, tlutils.bench.flops).
 FORWARD_SHARE = 1 / 3
-#: Training steps timed by :func:`measure_step`, after one untimed warm-up step (tracing, compiling).
-TIMED_STEPS = 3
+#: Training steps timed by :func:`measure_step`, after :data:`WARM_UP_STEPS` untimed ones (the first
+#: traces and compiles; the next few still run slower while caches and thread pools settle: three
+#: steps after one warm-up made the cpu course's estimate 24.8 min for a measured 20.1).
+TIMED_STEPS = 5
+WARM_UP_STEPS = 2
 
 
 @dataclass(frozen=True)
@@ -68,10 +72,11 @@ class StepTiming:
     device: str
 
 
-def measure_step(profile: str, steps: int = TIMED_STEPS) -> StepTiming:
-    """Build the profile's detector under its precision and time ``steps`` training steps on one fixed
-    batch after a warm-up step, as the runner trains (:class:`tlutils.training.SSDTrainer`, Adam, the
-    runner's ``jit_compile``). Costs about a build and ``steps + 1`` steps."""
+def measure_step(profile: str, steps: int = TIMED_STEPS, precision: str | None = None) -> StepTiming:
+    """Build the profile's detector under ``precision`` (default: the profile's, resolved here) and time
+    ``steps`` training steps on one fixed batch after :data:`WARM_UP_STEPS`, as the runner trains
+    (:class:`tlutils.training.SSDTrainer`, Adam, the runner's ``jit_compile``). Costs about a build and
+    ``steps + WARM_UP_STEPS`` steps."""
     import keras
 
     from tlutils.anchors import generate_anchors
@@ -84,7 +89,7 @@ def measure_step(profile: str, steps: int = TIMED_STEPS) -> StepTiming:
 
     settings = get_profile(profile)
     device = accelerator()
-    precision = resolve_precision(settings.mixed_precision, device=device)
+    precision = precision or resolve_precision(settings.mixed_precision, device=device)
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)
     try:
@@ -94,7 +99,8 @@ def measure_step(profile: str, steps: int = TIMED_STEPS) -> StepTiming:
                                             settings.input_size, len(SIGN_CLASSES))
         trainer = SSDTrainer(detector)
         trainer.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), jit_compile=_jit_compile())
-        trainer.train_on_batch(images, targets)
+        for _ in range(WARM_UP_STEPS):
+            trainer.train_on_batch(images, targets)
         setup = time.perf_counter() - started
         seconds = []
         for _ in range(steps):
@@ -106,16 +112,36 @@ def measure_step(profile: str, steps: int = TIMED_STEPS) -> StepTiming:
         keras.backend.clear_session()
     step = statistics.median(seconds)
     where = "CPU" if device is None else device.name
-    return StepTiming(settings.batch_size, step, max(setup - step, 0.0), precision, where)
+    return StepTiming(settings.batch_size, step, max(setup - WARM_UP_STEPS * step, 0.0), precision, where)
 
 
-def estimate_seconds(plan: Plan, timing: StepTiming) -> float:
+def estimate_seconds(plan: Plan, timing: StepTiming | Mapping[str, StepTiming]) -> float:
     """Seconds to train the plan's remaining runs at ``timing``'s rate: every image of a step costs
     ``step_seconds / batch_size``, an evaluated image :data:`FORWARD_SHARE` of that, and every phase of
-    a run ``setup_seconds`` (building and compiling)."""
-    per_image = timing.step_seconds / timing.batch_size
-    return sum(run.train_images * per_image + run.eval_images * per_image * FORWARD_SHARE
-               + run.phases * timing.setup_seconds for run in plan.to_train)
+    a run ``setup_seconds`` (building and compiling).
+
+    Args:
+        plan: the runs.
+        timing: one timing for every run, or one per precision (``PlannedRun.precision``); a run whose
+            precision has none is priced at the first.
+    """
+    timings = {timing.precision: timing} if isinstance(timing, StepTiming) else dict(timing)
+    if not timings:
+        raise ValueError("estimate_seconds needs at least one step timing")
+    first = next(iter(timings.values()))
+    seconds = 0.0
+    for run in plan.to_train:
+        used = timings.get(run.precision, first)
+        per_image = used.step_seconds / used.batch_size
+        seconds += (run.train_images * per_image + run.eval_images * per_image * FORWARD_SHARE
+                    + run.phases * used.setup_seconds)
+    return seconds
+
+
+def measure_plan_steps(plan: Plan, steps: int = TIMED_STEPS) -> dict[str, StepTiming]:
+    """:func:`measure_step` once per precision the plan's remaining runs train under."""
+    precisions = dict.fromkeys(run.precision for run in plan.to_train) or {"": None}
+    return {precision: measure_step(plan.profile, steps, precision or None) for precision in precisions}
 
 
 def flops_seconds(plan: Plan, train_flops_per_image: float, device: Throughput = T4) -> float:

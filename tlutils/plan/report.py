@@ -5,9 +5,9 @@ estimate from timed steps (:func:`format_estimate`), and both together (:func:`a
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Mapping
 
-from tlutils.plan.estimate import TIMED_STEPS, StepTiming, estimate_seconds, measure_step
+from tlutils.plan.estimate import TIMED_STEPS, StepTiming, estimate_seconds, measure_plan_steps
 from tlutils.plan.runs import Plan
 
 
@@ -35,15 +35,17 @@ def format_plan(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def format_estimate(plan: Plan, timing: StepTiming) -> str:
-    """One line: the estimated time on this machine and what it rests on."""
+def format_estimate(plan: Plan, timing: StepTiming | Mapping[str, StepTiming]) -> str:
+    """One line: the estimated time on this machine and what it rests on (each precision's timing)."""
+    timings = [timing] if isinstance(timing, StepTiming) else list(timing.values())
+    rests_on = "; ".join(f"{t.step_seconds:.3g} s a step of {t.batch_size} images in {t.precision} on {t.device}, "
+                         f"{t.setup_seconds:.0f} s building and compiling per phase" for t in timings)
     return (f"estimated time here: {format_minutes(estimate_seconds(plan, timing))} of training and evaluation "
-            f"({TIMED_STEPS} timed steps of {timing.batch_size} images: {timing.step_seconds:.3g} s each, "
-            f"{timing.precision} on {timing.device}; {timing.setup_seconds:.0f} s building and compiling per phase)")
+            f"({TIMED_STEPS} timed steps each: {rests_on})")
 
 
 def announce(plan: Plan, estimate: bool = True, print_: Callable[[str], Any] = print) -> None:
     """Print the plan and, with ``estimate`` (and runs left to train), the estimate from timed steps."""
     print_(format_plan(plan))
     if estimate and plan.to_train:
-        print_(format_estimate(plan, measure_step(plan.profile)))
+        print_(format_estimate(plan, measure_plan_steps(plan)))

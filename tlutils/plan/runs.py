@@ -29,6 +29,8 @@ class PlannedRun:
         evaluations: passes over the validation set; ``val_images``: its images.
         phases: training phases (each compiles its own step; ``two_stage`` has two).
         done: whether ``results.csv`` already holds the finished run (it is read back, not trained).
+        precision: the dtype policy it trains under ("" where unknown); the estimate times each one
+            (the cpu profile's source runs train in float32, its target runs in bf16 where native).
     """
 
     notebook: str
@@ -40,6 +42,7 @@ class PlannedRun:
     val_images: int
     phases: int = 1
     done: bool = False
+    precision: str = ""
 
     @property
     def train_images(self) -> int:
@@ -90,7 +93,7 @@ def planned_run(config: "RunConfig", notebook: str, done_keys: Iterable[str] = (
     return PlannedRun(notebook=notebook, label=label, key=resolved.key,
                       steps=resolved.total_steps, batch_size=resolved.batch_size,
                       evaluations=evaluations, val_images=_val_images_per_evaluation(resolved, evaluations),
-                      phases=len(phases), done=resolved.key in set(done_keys))
+                      phases=len(phases), done=resolved.key in set(done_keys), precision=resolved.mixed_precision)
 
 
 def _val_images_per_evaluation(resolved: Any, evaluations: int) -> int:
