@@ -30,7 +30,8 @@ test: $(VENV)/.installed
 	$(MAKE) test-notebooks
 
 ## On JAX: the keras.ops core and one case of each kind of backend-sensitive runner test (marker
-## "backends": crash safety, resume, batch order, freezing, weight transfer, finetune, two_stage), then
+## "backends": crash safety, resume, batch order, freezing, weight transfer, finetune, two_stage, a real-
+## data target: crops for training, tiled whole-frame mAP), then
 ## the ci course's notebook(s) JAX_NOTEBOOKS (04: train, read back, score and draw the source detector)
 ## in a fresh TLUTILS_ROOT folder, so that they train on JAX rather than read back runs/ci. Both share
 ## one XLA compilation cache: the notebook's source run reuses the tests' compiled steps (04: 69 s -> 23 s).

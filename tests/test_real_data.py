@@ -33,6 +33,7 @@ def coco_export(tmp_path_factory) -> Path:
     return folder / "annotations.json"
 
 
+@pytest.mark.backends  # also on JAX in make test: crops, tiled whole-frame mAP, per-class AP
 def test_a_coco_dataset_is_a_target_like_a_country(coco_export, tmp_path):
     config = RunConfig(profile="ci", target_data=f"coco:{coco_export}", strategy="head_only", num_target_images=10)
     resolved = resolve(config)
