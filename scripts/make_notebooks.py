@@ -42,6 +42,9 @@ BRANCH = "main"
 COLAB_PROJECT_DIR = "/content/tlutils-course"
 #: The packages Colab pins for its own frontend and accelerators: the setup cell never changes them.
 COLAB_KEEPS = ("tensorflow", "jax", "jaxlib", "keras", "ipykernel", "ipywidgets")
+#: Where ``KEEP_RUNS_ON_DRIVE`` keeps runs/ on Colab: each Colab notebook runs on its own VM, and a
+#: Drive folder is how notebook 05 finds the detectors notebook 04 trained (and a later session its runs).
+COLAB_DRIVE_RUNS = "/content/drive/MyDrive/tlutils-course/runs"
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 #: A link that opens a notebook of this project's GitHub repository in Colab.
 _COLAB_LINK = re.compile(r"https://colab\.research\.google\.com/github/[^)\s]*?/notebooks/(?P<name>[0-9]{2}_\w+)\.ipynb")
@@ -87,8 +90,10 @@ def setup_cell(repository: str) -> str:
     Everywhere it keeps TensorFlow's C++ INFO lines out (before anything imports TensorFlow). On Colab
     it clones ``repository`` and installs the project with pip, constrained to the versions of
     :data:`COLAB_KEEPS` Colab has (so only what Colab lacks is installed, and nothing of Colab's own is
-    upgraded); a failed clone or install raises one error that says what to do. Elsewhere install once
-    with ``pip install -e .`` (or ``make``).
+    upgraded; of two installed distributions with one name, the first on ``sys.path``, the one Python
+    imports, gives the pin); a failed clone or install raises one error that says what to do. With
+    ``KEEP_RUNS_ON_DRIVE = True`` it mounts Google Drive and makes runs/ a link to
+    :data:`COLAB_DRIVE_RUNS` (``tlutils.paths.colab_runs``). Elsewhere install once with ``pip install -e .`` (or ``make``).
     """
     return f"""\
 import os
@@ -97,27 +102,28 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow: no C++ INFO lines (set before it is imported)
 REPO_URL = "{repository}"  # pyproject.toml's [project.urls] Repository
+KEEP_RUNS_ON_DRIVE = False  # Colab: True keeps runs/ on your Google Drive, shared by every notebook
 if "google.colab" in sys.modules:  # on Colab: fetch the project, install only what Colab lacks (about a minute)
     from importlib.metadata import distributions
 
     PROJECT, PINS = "{COLAB_PROJECT_DIR}", "/tmp/colab-pins.txt"
     KEEP = {_python_tuple(COLAB_KEEPS)}  # Colab's own: never upgraded
-    dists = reversed(list(distributions()))  # of two with one name, the first on sys.path (what is imported) wins
-    installed = {{(dist.metadata["Name"] or "").lower(): dist.version for dist in dists}}
+    installed = {{(dist.metadata["Name"] or "").lower(): dist.version for dist in reversed(list(distributions()))}}
     with open(PINS, "w") as pins:
         pins.write("\\n".join(f"{{name}}=={{installed[name]}}" for name in KEEP if name in installed))
     clone = ["git", "clone", "--depth", "1", "--quiet", REPO_URL, PROJECT]
     install = [sys.executable, "-m", "pip", "install", "--quiet", "-e", PROJECT, "--constraint", PINS]
-    clone_help = ("REPO_URL must be a public GitHub copy of this project (Repository in pyproject.toml sets it "
-                  "for every notebook: python scripts/make_notebooks.py), and the runtime must be online")
-    install_help = (f"pip could not add what Colab lacks while keeping Colab's own packages ({{PINS}}); check that "
-                    "the runtime is online, and after a half-finished install restart the session")
+    clone_help = "REPO_URL must be a public GitHub copy of this project (pyproject.toml), and the runtime online"
+    install_help = f"pip could not add what Colab lacks and keep Colab's own ({{PINS}}): restart the session"
     for command, what_to_do in ([] if os.path.isdir(PROJECT) else [(clone, clone_help)]) + [(install, install_help)]:
         done = subprocess.run(command, capture_output=True, text=True, env={{**os.environ, "GIT_TERMINAL_PROMPT": "0"}})
         if done.returncode:
             raise RuntimeError(f"{{' '.join(command[:6])}} ... failed:\\n{{done.stderr.strip()[-1500:]}}\\n"
                                f"What to do: {{what_to_do}}; then run this cell again.")
-    os.chdir(PROJECT)  # the kernel imports tlutils from here, and the notebooks find the project"""
+    os.chdir(PROJECT)  # the kernel imports tlutils from here, and the notebooks find the project
+    from tlutils.paths import colab_runs  # every Colab notebook has its own VM: runs/ on Drive is what they share
+
+    colab_runs(on_drive=KEEP_RUNS_ON_DRIVE, drive_folder="{COLAB_DRIVE_RUNS}")"""
 
 
 #: Where the project lives (:func:`repository_url`).

@@ -13,6 +13,7 @@ import ast
 import importlib.util
 import os
 import re
+import subprocess
 import sys
 import tomllib
 import types
@@ -212,6 +213,35 @@ def test_a_failed_clone_on_colab_raises_one_error_that_says_what_to_do(tmp_path,
     with pytest.raises(RuntimeError, match="(?s)git clone .*failed.*What to do: REPO_URL must be a public GitHub"):
         exec(compile(cell, "setup cell", "exec"), {})
     assert not (tmp_path / "project").exists()
+
+
+def test_on_colab_runs_can_live_on_drive_for_every_notebook(tmp_path, monkeypatch, capsys):
+    """KEEP_RUNS_ON_DRIVE: Drive is mounted and runs/ of the project becomes a link to the Drive folder;
+    a runs/ that already holds runs is not silently hidden; without it, the cell says runs/ is on the VM."""
+    generator = _generator()
+    project, drive_runs = tmp_path / "project", tmp_path / "drive" / "runs"
+    cell = (generator.setup_cell("https://github.com/x/y").replace(generator.COLAB_PROJECT_DIR, str(project))
+            .replace(generator.COLAB_DRIVE_RUNS, str(drive_runs)))
+    on_drive = cell.replace("KEEP_RUNS_ON_DRIVE = False", "KEEP_RUNS_ON_DRIVE = True")
+    mounted = []
+    colab = types.ModuleType("google.colab")
+    colab.drive = types.SimpleNamespace(mount=mounted.append)
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setattr(subprocess, "run", lambda *args, **kwargs: subprocess.CompletedProcess(args, 0, "", ""))
+    monkeypatch.setenv("TLUTILS_ROOT", str(project))  # the clone stands in for the project
+    monkeypatch.chdir(tmp_path)
+    project.mkdir()  # cloned before: no clone; the install is the stand-in above
+    exec(compile(cell, "setup cell", "exec"), {})
+    assert "on this VM" in capsys.readouterr().out and not mounted and not (project / "runs").exists()
+    exec(compile(on_drive, "setup cell", "exec"), {})
+    assert mounted == ["/content/drive"] and (project / "runs").is_symlink()
+    assert (project / "runs").resolve() == drive_runs.resolve() and drive_runs.is_dir()
+    exec(compile(on_drive, "setup cell", "exec"), {})  # run again: the link stays
+    assert "on your Google Drive" in capsys.readouterr().out
+    (project / "runs").unlink()
+    (project / "runs").mkdir()
+    with pytest.raises(RuntimeError, match="already holds this VM's runs"):
+        exec(compile(on_drive, "setup cell", "exec"), {})
 
 
 def test_outside_colab_the_setup_cell_only_quiets_tensorflow(monkeypatch):

@@ -71,3 +71,38 @@ def shared_data_dir(project: str | os.PathLike | None = None) -> Path | None:
     root = Path(project).resolve() if project is not None else project_root()
     path = root.parent / SHARED_DATA
     return path if path.is_dir() else None
+
+
+
+#: Where Colab mounts Google Drive (``google.colab.drive.mount``).
+COLAB_DRIVE_MOUNT = "/content/drive"
+
+
+def colab_runs(on_drive: bool, drive_folder: str | os.PathLike, project: str | os.PathLike | None = None) -> Path:
+    """Where a Colab notebook keeps runs/, said in one printed line; returns that folder.
+
+    Each Colab notebook runs on its own VM, whose disk is gone when the runtime ends. With ``on_drive``,
+    Google Drive is mounted and the project's runs/ becomes a link to ``drive_folder`` on it (created
+    when missing; calling again keeps the link), so that every notebook and later sessions share their
+    runs: notebook 05 then finds the detector notebook 04 trained. Without, runs/ stays on the VM.
+
+    Raises:
+        RuntimeError: ``on_drive``, but runs/ already holds runs of this VM (the link would hide them):
+            copy them to ``drive_folder`` or restart the runtime first.
+    """
+    runs = (Path(project) if project is not None else project_root()) / "runs"
+    if not on_drive:
+        print(f"runs/ is {runs} on this VM, gone when the runtime ends (KEEP_RUNS_ON_DRIVE = True keeps it)")
+        return runs
+    from google.colab import drive  # only on Colab
+
+    drive.mount(COLAB_DRIVE_MOUNT)
+    folder = Path(drive_folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not runs.is_symlink():
+        if runs.exists():
+            raise RuntimeError(f"{runs} already holds this VM's runs: copy them to {folder} yourself, or "
+                               "restart the runtime, then run the setup cell again")
+        runs.symlink_to(folder, target_is_directory=True)
+    print(f"runs/ is {folder} on your Google Drive")
+    return folder
