@@ -106,7 +106,7 @@ class PretrainConfig:
         }
         return ResolvedPretrain(**values, input_size=profile.input_size, width=profile.width,
                                 num_val_images=profile.num_val_images,
-                                mixed_precision=resolve_precision(profile.mixed_precision))
+                                mixed_precision=resolve_precision(profile.source_precision or profile.mixed_precision))
 
     @property
     def key(self) -> str:
@@ -133,7 +133,9 @@ class ResolvedPretrain:
     """A :class:`PretrainConfig` with every field decided, plus the profile's sizes.
 
     ``input_size`` is the detector's input (the classifier's crops come from images of that size);
-    ``crop_size`` is ``None`` for the detector.
+    ``crop_size`` is ``None`` for the detector. ``mixed_precision`` is the source stage's policy (the
+    profile's ``source_precision`` where set: float32 on cpu, so a pretrained file and the source runs
+    starting from it have the same keys on every CPU).
     """
 
     kind: str
