@@ -21,7 +21,7 @@ def history(key, maps, losses, strategy="scratch", seed=0, start_l2=2.0, step=10
         reg = l2[epoch - 1] if l2 else start_l2 / (1 + epoch)
         rows.append({"run_key": key, "strategy": strategy, "seed": seed, "epoch": epoch, "step": step * epoch,
                      "loss": loss, "localization": 0.25 * (loss - reg), "confidence": 0.75 * (loss - reg),
-                     "regularization": reg, "val_loss": (val_losses or [10.0 - epoch] * len(maps))[epoch - 1],
+                     "regularization": reg, "val_loss": val_losses[epoch - 1] if val_losses else 10.0 - epoch,
                      "val_map50": value})
     return pd.DataFrame(rows)
 
@@ -30,6 +30,8 @@ def test_steps_to_reach_is_the_first_step_at_the_threshold_or_nan():
     run = history("a", [0.2, 0.7, 0.6, 0.8], [9, 8, 7, 6])
     assert steps_to_reach(run, 0.7) == 20 and steps_to_reach(run, 0.75) == 40
     assert math.isnan(steps_to_reach(run, 0.9))
+    run.loc[run["epoch"] == 0, "val_map50"] = 0.95  # a start that scores high as loaded has trained no step
+    assert math.isnan(steps_to_reach(run, 0.9)) and steps_to_reach(run, 0.7) == 20
     with pytest.raises(ValueError, match="one run"):
         steps_to_reach(pd.concat([run, history("b", [0.1], [9])]), 0.5)
 
@@ -37,6 +39,7 @@ def test_steps_to_reach_is_the_first_step_at_the_threshold_or_nan():
 @pytest.mark.parametrize(("maps", "losses", "expected"), [
     ([0.3, 0.6, 0.5], [9, 8, 7], True),  # val mAP fell 0.1 below its best while the training loss fell
     ([0.3, 0.6, 0.5], [9, 8, 8.5], False),  # the training loss rose too: unstable, not over-fitting
+    ([0.3, 0.6, 0.5], [9, 8.0, 7.9], False),  # the displayed loss fell only by its L2 term: the data loss rose
     ([0.3, 0.6, 0.6 - OVERFIT_DROP / 2], [9, 8, 7], False),  # within OVERFIT_DROP: one noisy evaluation
     ([0.3, 0.6, 0.7], [9, 8, 7], False),  # still improving
 ])
@@ -50,6 +53,8 @@ def test_epoch_0_is_never_the_best_epoch_and_a_run_without_training_is_refused()
     assert overfits(run) is True  # best is epoch 1 (0.1), the last 0.05 is more than 0.02 below
     with pytest.raises(ValueError, match="trained epoch"):
         overfits(run[run["epoch"] == 0])
+    with pytest.raises(ValueError, match="no val mAP"):
+        convergence_facts(run.assign(val_map50=math.nan))
 
 
 def test_facts_read_the_start_from_epoch_0_and_split_the_displayed_loss():
@@ -66,8 +71,8 @@ def test_facts_read_the_start_from_epoch_0_and_split_the_displayed_loss():
 def test_the_table_averages_seeds_and_counts_who_reached_and_who_overfitted():
     runs = pd.concat([
         history("s0", [0.5, 0.8], [5, 3], seed=0), history("s1", [0.4, 0.6], [5, 4], seed=1),
-        history("d0", [0.6, 0.5], [9, 8], strategy="detector", seed=0, start_l2=6.0),
-        history("d1", [0.6, 0.55], [9, 8], strategy="detector", seed=1, start_l2=8.0),
+        history("d0", [0.6, 0.5], [9, 7], strategy="detector", seed=0, start_l2=6.0),
+        history("d1", [0.6, 0.55], [9, 7], strategy="detector", seed=1, start_l2=8.0),
     ])
     table = convergence_table(convergence_facts(runs, threshold=0.7))
     assert list(table.index) == ["scratch", "detector"]
@@ -85,6 +90,7 @@ def table_of(**starts):
     for start, (loss, data_loss, best, std) in starts.items():
         rows[start] = {"start_l2": loss - data_loss + 1, "end_l2": loss - data_loss, "early_map50": best / 2,
                        "early_map50_std": std, "early_step": 10, "best_map50": best, "best_map50_std": std,
+                       "final_map50": best - 0.01,
                        "best_step": 40, "final_loss": loss, "final_data_loss": data_loss,
                        "steps_to_threshold": math.nan, "reached": 0, "overfit": 1, "seeds": 3}
     return pd.DataFrame.from_dict(rows, orient="index")

@@ -239,7 +239,15 @@ def test_on_colab_runs_can_live_on_drive_for_every_notebook(tmp_path, monkeypatc
     exec(compile(on_drive, "setup cell", "exec"), {})  # run again: the link stays
     assert "on your Google Drive" in capsys.readouterr().out
     (project / "runs").unlink()
-    (project / "runs").mkdir()
+    (project / "runs").symlink_to(tmp_path, target_is_directory=True)  # a link elsewhere is replaced
+    exec(compile(on_drive, "setup cell", "exec"), {})
+    assert (project / "runs").resolve() == drive_runs.resolve()
+    (project / "runs").unlink()
+    (project / "runs").mkdir()  # empty: replaced by the link
+    exec(compile(on_drive, "setup cell", "exec"), {})
+    assert (project / "runs").is_symlink()
+    (project / "runs").unlink()
+    (project / "runs" / "cpu").mkdir(parents=True)  # this VM's runs: never hidden
     with pytest.raises(RuntimeError, match="already holds this VM's runs"):
         exec(compile(on_drive, "setup cell", "exec"), {})
 

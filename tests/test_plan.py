@@ -10,6 +10,7 @@ import pytest
 from conftest import REPO_ROOT
 from tlutils import plan as planning
 from tlutils.experiment import RunConfig, expand_grid, resolve, run_key, source_config
+from tlutils.profiles import PRECISION_VARIABLE
 from tlutils.plan import (FORWARD_SHARE, Plan, PlannedRun, StepTiming, Throughput, course_plan, estimate_seconds,
                           flops_seconds, format_plan, notebook_parameters, plan_of)
 
@@ -174,13 +175,13 @@ def test_the_plan_times_every_precision_its_runs_train_under(monkeypatch, tmp_pa
         return StepTiming(8, 0.1, 0.0, precision, "CPU")
 
     monkeypatch.setattr(planning.estimate, "measure_step", measure)
+    monkeypatch.setenv(PRECISION_VARIABLE, "mixed_bfloat16")  # targets in bf16 on any CPU, the source float32
     target = RunConfig(profile="cpu", num_target_images=10, strategy="finetune")
     other_source = RunConfig(stage="source", profile="cpu", seed=1)  # not shipped: it trains, in float32
     plan = planning.sweep_plan([other_source, target], tmp_path)  # + the target's source, shipped: done, not timed
     assert [(run.precision, run.done) for run in plan.runs] == [
-        ("float32", False), ("float32", True), (resolve(target).mixed_precision, False)]
-    assert list(planning.measure_plan_steps(plan)) == timed == list(dict.fromkeys(
-        ["float32", resolve(target).mixed_precision]))
+        ("float32", False), ("float32", True), ("mixed_bfloat16", False)]
+    assert list(planning.measure_plan_steps(plan)) == timed == ["float32", "mixed_bfloat16"]
 
 
 def test_the_flops_estimate_divides_counted_flops_by_the_assumed_rate():

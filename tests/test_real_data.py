@@ -19,6 +19,7 @@ from tlutils.data.synth import generate
 from tlutils.experiment import RunConfig, load_per_class, resolve, run
 from tlutils.experiment.datasets import load_split
 from tlutils.experiment.store import read_classes
+from tlutils.pretrain import PretrainConfig
 
 pytestmark = pytest.mark.slow
 
@@ -91,7 +92,10 @@ def test_the_run_key_follows_the_data_not_its_name(coco_export, tmp_path):
     assert same.data_fingerprint == resolve(config).data_fingerprint
     # moved data keeps its runs (the key spells the spec without its path); config.json keeps the path
     assert same.key == resolve(config).key and same.data == f"coco:{moved}" != resolve(config).data
-    assert same.source_run_key == resolve(config).source_run_key
+    # and its pretrained starts (a detector pretrained on it keys its data the same way)
+    pretrain = PretrainConfig(kind="detector", profile="ci", data=(f"coco:{coco_export}",))
+    moved_pretrain = PretrainConfig(kind="detector", profile="ci", data=(f"coco:{moved}",))
+    assert moved_pretrain.key == pretrain.key and moved_pretrain.resolve().data != pretrain.resolve().data
     document["annotations"][0]["bbox"][0] += 1.0
     moved.write_text(json.dumps(document))
     changed = resolve(config.replace(target_data=f"coco:{moved}"))

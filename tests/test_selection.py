@@ -170,3 +170,14 @@ def test_budget_views_read_long_runs_after_the_short_budget_at_their_end_and_at_
     equal_time = views["5 s of training"].set_index("strategy")
     assert equal_time.loc["finetune", "steps"] == 10 and equal_time.loc["finetune", "num_seeds"] == 2
     assert equal_time.loc["head_only", "steps"] == 20
+
+
+def test_training_speed_leaves_out_the_start_and_each_phases_first_epoch():
+    """Epoch 0 trains nothing (no speed); the first trained epoch of a phase includes tracing."""
+    from tlutils.experiment import training_speed
+
+    rows = pd.DataFrame([{"run_key": "k", "strategy": "scratch", "phase": "train", "trainable_params": 5,
+                          "epoch": epoch, "images_per_s": speed, "epoch_seconds": 1.0}
+                         for epoch, speed in [(0, float("nan")), (1, 10.0), (2, 100.0), (3, 100.0)]])
+    (speed,) = training_speed(rows).to_dict("records")
+    assert (speed["images_per_s"], speed["epochs"]) == (100.0, 2)

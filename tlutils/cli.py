@@ -91,7 +91,9 @@ def _study_source_starts(args: argparse.Namespace) -> int:
     announce(sweep_plan(configs, results), estimate=not args.no_estimate)
     import pandas as pd
 
-    rows = pd.concat([run(config, results, verbose=0) for config in configs], ignore_index=True)
+    print("(not in the plan: making a pretrained start the first time a classifier or detector start needs it, "
+          "about as long as one source run)")
+    rows = pd.concat([run(config, results, verbose=2) for config in configs], ignore_index=True)
     with wide_pandas():
         print(convergence_table(convergence_facts(rows, args.threshold)).round(3).to_string())
     if args.export:

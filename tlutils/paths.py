@@ -83,8 +83,10 @@ def colab_runs(on_drive: bool, drive_folder: str | os.PathLike, project: str | o
 
     Each Colab notebook runs on its own VM, whose disk is gone when the runtime ends. With ``on_drive``,
     Google Drive is mounted and the project's runs/ becomes a link to ``drive_folder`` on it (created
-    when missing; calling again keeps the link), so that every notebook and later sessions share their
-    runs: notebook 05 then finds the detector notebook 04 trained. Without, runs/ stays on the VM.
+    when missing; calling again keeps the link, a link elsewhere is replaced), so that every notebook
+    and later sessions share their runs: notebook 05 then finds the detector notebook 04 trained.
+    Without, runs/ stays on the VM. Run one notebook at a time on a shared folder: the runs' file locks
+    do not reach across VMs, and Drive syncs with a delay.
 
     Raises:
         RuntimeError: ``on_drive``, but runs/ already holds runs of this VM (the link would hide them):
@@ -99,10 +101,14 @@ def colab_runs(on_drive: bool, drive_folder: str | os.PathLike, project: str | o
     drive.mount(COLAB_DRIVE_MOUNT)
     folder = Path(drive_folder)
     folder.mkdir(parents=True, exist_ok=True)
-    if not runs.is_symlink():
-        if runs.exists():
+    if runs.is_symlink() and runs.resolve() != folder.resolve():
+        runs.unlink()  # a link to another folder: nothing of this VM's is lost
+    if runs.is_dir() and not runs.is_symlink():
+        if any(runs.iterdir()):
             raise RuntimeError(f"{runs} already holds this VM's runs: copy them to {folder} yourself, or "
                                "restart the runtime, then run the setup cell again")
+        runs.rmdir()
+    if not runs.is_symlink():
         runs.symlink_to(folder, target_is_directory=True)
-    print(f"runs/ is {folder} on your Google Drive")
+    print(f"runs/ is {folder} on your Google Drive (run one notebook at a time on it)")
     return folder

@@ -30,8 +30,9 @@
 #
 # The defaults name runs notebook 05 has already trained (same profile, L2 penalty, country, number of
 # images and seeds), so this notebook mostly reads `runs/<profile>/results.csv`; only the experiments
-# of sections 2 and 3 train something new. Section 6's study is an hour of training on a 2-core CPU:
-# on the cpu profile it reads the runs shipped with tlutils unless `RUN_SOURCE_STUDY = True`.
+# of sections 2 and 3 train something new. Section 6's study is long (its first cell says how long it
+# took where it was measured): on the cpu profile it reads the runs shipped with tlutils unless
+# `RUN_SOURCE_STUDY = True`.
 
 # %% tags=["parameters"]
 PROFILE = "cpu"
@@ -55,7 +56,7 @@ from tlutils.experiment import (RunConfig, final_epochs, load_results, resolve, 
                                 synth_dataset, training_speed)
 from tlutils.experiment.claims import change_sentence, rank_agreement, start_sentences, worst_and_best
 from tlutils.experiment.convergence import OVERFIT_DROP, convergence_facts, convergence_table
-from tlutils.experiment.source_study import KERAS_SSD_L2, source_study, study_size
+from tlutils.experiment.source_study import KERAS_SSD_L2, pretrained_lines, source_study, study_size
 from tlutils.model import (PREPROCESSING_MODES, anchor_config_for, build_ssd_vgg16, freeze, num_classes_of,
                            regularization_loss, transfer_weights)
 from tlutils.paths import runs_dir
@@ -299,15 +300,18 @@ per_strategy.round(2)
 # experiment on the sign world, offline, with ssd_keras' L2 factor inside the loss:
 #
 # - `scratch`: random initialization, as in notebook 04;
-# - `classifier`: the 13 VGG16 convolutions from a **sign classifier** the project trains first on crops
-#   of the same Belgian signs (`tlutils pretrain classifier`); fc6, fc7 and the heads start fresh;
+# - `classifier`: the 13 VGG16 convolutions from a **sign classifier** the project trains first on sign
+#   crops cut from Belgian scenes (`tlutils pretrain classifier`; like a sign-classification dataset, it
+#   may hold more images than the detection set: the next cell says how many); fc6, fc7 and the heads
+#   start fresh;
 # - `detector`: a whole SSD trained first on the sign world's **other countries** (the stand-in for
 #   COCO: other data, other classes), its class rows mapped onto Belgium's by name (`tlutils pretrain
 #   detector`);
 # - `imagenet` (VGG16's ImageNet weights) needs a download; it is an exercise.
 #
-# The training set is small and the schedule long, so that every start has time to converge and then
-# to over-fit, as the student's did after 100 epochs. The sizes, and where the rows come from:
+# The training set is small and the schedule long, meant to give every start time to converge and
+# then to over-fit, as the student's did after 100 epochs (the counts below say whether they did).
+# The sizes, what each pretrained start was trained on, and where the rows come from:
 
 # %%
 study, provenance = source_study(PROFILE, SOURCE_STARTS, RESULTS, run_here=RUN_SOURCE_STUDY)
@@ -316,6 +320,8 @@ print(provenance)
 print(f"Belgian training images: {study_sizes['num_target_images'].iloc[0]}, steps: "
       f"{study_sizes['total_steps'].iloc[0]}, evaluated every {study_size(PROFILE).steps_per_epoch or 'epoch'} "
       f"steps; L2 factor {KERAS_SSD_L2}; seeds per start: {study.groupby('strategy')['seed'].nunique().min()}")
+for line in pretrained_lines(PROFILE, SOURCE_STARTS, RESULTS, run_here=RUN_SOURCE_STUDY):
+    print(line)
 study = study.assign(data_loss=study["localization"] + study["confidence"])
 figure = plot_history(study, metrics=["loss", "data_loss", "regularization", "val_loss", "val_map50"], x="step")
 save_figure(figure, "06_source_starts", FIGURES)
@@ -323,39 +329,42 @@ save_figure(figure, "06_source_starts", FIGURES)
 # %% [markdown]
 # The first panel is the loss the student watched: nothing is frozen here, so Keras 2 and Keras 3
 # show the same total, the data loss (second panel) plus the L2 term (third). Per start, mean over
-# seeds: the L2 term before and after training, val mAP@0.5 after the first evaluation, at its best
-# and at the end, the displayed and the data loss at the end, the steps to `MAP_THRESHOLD`, and how
-# many seeds over-fitted (val mAP more than `OVERFIT_DROP` below its best at the end while the
-# training loss kept falling):
+# seeds: the L2 term before and after training, val mAP@0.5 before training (`start_map50`), after
+# the first trained epoch, at its best and at the end, the displayed and the data loss at the end,
+# where the validation loss was lowest, the steps to `MAP_THRESHOLD`, and how many seeds over-fitted
+# (val mAP more than `OVERFIT_DROP` below its best at the end while the training data loss kept
+# falling):
 
 # %%
 starts = convergence_table(convergence_facts(study, MAP_THRESHOLD))
 print("\n".join(start_sentences(starts, MAP_THRESHOLD)))
 print(f"(over-fitting counts a final val mAP more than {OVERFIT_DROP} below the run's best)")
-starts[["start_l2", "end_l2", "early_map50", "best_map50", "best_map50_std", "best_step", "final_map50",
-        "final_loss", "final_data_loss", "steps_to_threshold", "reached", "overfit", "seeds"]].round(3)
+starts[["start_l2", "end_l2", "start_map50", "early_map50", "best_map50", "best_map50_std", "best_step",
+        "final_map50", "final_loss", "final_data_loss", "min_val_loss_step", "steps_to_threshold", "reached",
+        "overfit", "seeds"]].round(3)
 
 # %% [markdown]
 # How to read the lines above against the student's report:
 #
 # - **The L2 term is a property of the weights.** A pretrained start brings weights trained *without*
-#   weight decay (`tlutils pretrain` uses none by default, like most published classifiers' last
-#   epochs); if their squared norm is larger than a fresh initialization's, the L2 term starts higher
-#   and weight decay pulls it down only slowly. Where it does, the displayed loss carries that
-#   difference, which the data loss does not.
+#   weight decay (`tlutils pretrain` uses none by default). If their squared norm is larger than a fresh
+#   initialization's, the L2 term starts higher (the `start_l2` column), and the line "L2 term before ->
+#   after training" says how far weight decay pulled it in. The displayed loss carries that difference;
+#   the data loss does not.
 # - **The displayed loss ranks starts only if the L2 terms are equal**: the first line says whether
 #   the displayed loss orders the starts as their mAP does, the second whether scratch ends lowest.
 #   When the order by `final_data_loss` differs from the order by `final_loss`, the difference is the
 #   weights' size, not detection.
-# - **Over-fitting shows in mAP and validation loss, not in the training loss**, which keeps falling
-#   (fourth and fifth panels). A run that over-fits should be judged at its best epoch
-#   (`RunConfig(early_stopping=...)` keeps that checkpoint).
+# - **Over-fitting, if any, shows in mAP and validation loss, not in the training loss**: compare
+#   `min_val_loss_step` and `best_step` with the schedule's length, and the fourth and fifth panels. A
+#   run that over-fits should be judged at its best epoch (`RunConfig(early_stopping=...)` keeps that
+#   checkpoint).
 # - **The literature**: He et al. (2019) found pre-training mainly speeds early convergence and matters
 #   most with little data, and Yosinski et al. (2014) that transferred features beat random ones even
-#   after fine-tuning. The early and best lines above say whether the sign world agrees at this scale;
-#   where a pretrained start falls behind scratch, its pretraining task (a classifier on 32-pixel crops,
-#   or detection of other countries' signs) taught features this detector cannot use, or its larger
-#   weights and the fresh fc6/fc7 need more steps than scratch's small ones.
+#   after fine-tuning. The early and best lines above say whether the sign world agrees at this scale.
+#   Where a pretrained start falls behind scratch, possible reasons to test next: its pretraining task
+#   (classifying small crops, or detecting other countries' signs) taught features this detector uses
+#   poorly, or its larger weights and the fresh fc6/fc7 need more steps than a fresh start.
 
 # %% [markdown]
 # ## 7. A checklist for the thesis

@@ -160,7 +160,7 @@ def start_sentences(table: "pd.DataFrame", threshold: float, reference: str = "s
     seeds = table["seeds"].astype(int)
     by_loss = list(table.sort_values("final_loss").index)
     sentences = [
-        rank_agreement(table, by="final_loss", against="best_map50"),
+        rank_agreement(table, by="final_loss", against="final_map50"),
         f"{reference} ends {'with the lowest' if by_loss[0] == reference else 'without the lowest'} displayed "
         f"loss ({table.loc[reference, 'final_loss']:.2f}; lowest: {by_loss[0]}, "
         f"{table.loc[by_loss[0], 'final_loss']:.2f}); the student saw scratch lowest",
@@ -177,8 +177,8 @@ def start_sentences(table: "pd.DataFrame", threshold: float, reference: str = "s
     sentences.append(f"reached val mAP@0.5 {threshold:g}: " + "; ".join(
         f"{start} in {int(row.reached)} of {int(row.seeds)} seeds"
         + (f" (step {row.steps_to_threshold:.0f} on average)" if row.reached else "") for start, row in table.iterrows()))
-    sentences.append("over-fitted (val mAP fell from its best while the training loss kept falling): " + "; ".join(
-        f"{start} {int(row.overfit)} of {int(row.seeds)}" for start, row in table.iterrows()))
+    overfit = "; ".join(f"{start} {int(row.overfit)} of {int(row.seeds)}" for start, row in table.iterrows())
+    sentences.append(f"over-fitted (val mAP fell from its best while the training data loss kept falling): {overfit}")
     return sentences
 
 

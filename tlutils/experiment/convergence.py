@@ -29,7 +29,8 @@ FACT_COLUMNS = ("run_key", "strategy", "seed", "start_l2", "end_l2", "start_map5
 
 
 def steps_to_reach(history: "pd.DataFrame", threshold: float, metric: str = "val_map50") -> float:
-    """The first ``step`` of one run's rows at which ``metric`` is at least ``threshold``; NaN if never.
+    """The first ``step`` of one run's trained epochs (epoch >= 1, like the best epoch) at which
+    ``metric`` is at least ``threshold``; NaN if never.
 
     Args:
         history: one run's rows (any order), with ``step`` and ``metric``.
@@ -38,20 +39,31 @@ def steps_to_reach(history: "pd.DataFrame", threshold: float, metric: str = "val
     """
     if history["run_key"].nunique() > 1:
         raise ValueError(f"steps_to_reach takes one run's rows, got {history['run_key'].nunique()} runs")
-    reached = history[history[metric] >= threshold]
+    reached = history[(history["epoch"] >= 1) & (history[metric] >= threshold)]
     return float(reached["step"].min()) if not reached.empty else math.nan
+
+
+def _trained(history: "pd.DataFrame") -> "pd.DataFrame":
+    """A run's trained epochs (epoch >= 1) in order; ``ValueError`` when there is none or no val mAP."""
+    trained = history[history["epoch"] >= 1].sort_values("epoch")
+    if trained.empty:
+        raise ValueError("needs a run with at least one trained epoch (epoch >= 1)")
+    if trained["val_map50"].isna().all():
+        raise ValueError(f"run {trained['run_key'].iloc[0]} has no val mAP@0.5 in any trained epoch")
+    return trained
 
 
 def overfits(history: "pd.DataFrame", drop: float = OVERFIT_DROP) -> bool:
     """Whether one run over-fits: its last val mAP@0.5 is more than ``drop`` below its best, and its
-    training loss at the end is lower than at the best epoch (it kept fitting the training set while
-    getting worse on the validation set). Epoch 0 (no training loss) never counts as the best."""
-    trained = history[history["epoch"] >= 1].sort_values("epoch")
-    if trained.empty:
-        raise ValueError("overfits needs a run with at least one trained epoch (epoch >= 1)")
-    best = trained.loc[trained["val_map50"].idxmax()]
-    last = trained.iloc[-1]
-    return bool(last["val_map50"] < best["val_map50"] - drop and last["loss"] < best["loss"])
+    training data loss (``localization + confidence``; the L2 term can fall on its own) at the end is
+    lower than at the best epoch: it kept fitting the training set while getting worse on the validation
+    set. Epoch 0 (no training loss) never counts as the best."""
+    trained = _trained(history)
+    data_loss = trained["localization"] + trained["confidence"]
+    best = trained["val_map50"].idxmax()
+    last = trained.index[-1]
+    return bool(trained.loc[last, "val_map50"] < trained.loc[best, "val_map50"] - drop
+                and data_loss[last] < data_loss[best])
 
 
 def convergence_facts(results: "pd.DataFrame", threshold: float = 0.7) -> "pd.DataFrame":
@@ -65,6 +77,9 @@ def convergence_facts(results: "pd.DataFrame", threshold: float = 0.7) -> "pd.Da
       ``final_data_loss``: its ``localization + confidence``;
     - ``steps_to_threshold``: :func:`steps_to_reach` of ``threshold``; ``min_val_loss_step``: where the
       validation loss was lowest (trained epochs); ``overfits``: :func:`overfits`.
+
+    Raises:
+        ValueError: no rows, or a run without a trained epoch or without any val mAP.
     """
     import pandas as pd
 
@@ -72,10 +87,7 @@ def convergence_facts(results: "pd.DataFrame", threshold: float = 0.7) -> "pd.Da
         raise ValueError("convergence_facts needs the rows of at least one run")
     facts = []
     for key, history in results.groupby("run_key", sort=False):
-        history = history.sort_values("epoch")
-        trained = history[history["epoch"] >= 1]
-        if trained.empty:
-            raise ValueError(f"run {key} has no trained epoch (epoch >= 1) yet")
+        trained = _trained(history)
         start = history[history["epoch"] == 0]
         best = trained.loc[trained["val_map50"].idxmax()]
         last = trained.iloc[-1]

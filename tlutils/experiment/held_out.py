@@ -9,7 +9,7 @@
   same for the detector before training, so ``source_map50`` at epoch 0 minus at the last epoch is
   the forgetting.
 
-Both are computed at epoch 0 (target runs) and after the last epoch, NaN in between. Real frames are
+Both are computed at epoch 0 (before training) and after the last epoch, NaN in between. Real frames are
 scored whole, by tiled inference, as the val mAP is.
 """
 

@@ -66,7 +66,7 @@ def load_results(path: str | os.PathLike) -> "pd.DataFrame":
 
     Returns an empty table with :data:`RESULT_COLUMNS` when there is no file yet. Only whole runs are
     returned: a run counts once it has one complete row for each of its epochs 1..N, the last at
-    ``step == total_steps``, plus a target run's zero-shot row (epoch 0: the detector before training;
+    ``step == total_steps``, plus its epoch-0 row (the detector before training: zero-shot for a target run;
     :func:`final_epochs` never picks it) (a row is complete when its last column, ``checkpoint``, names a ``.keras``
     file). Anything else -- a row cut short or run together with the next by a crash, a run with
     missing epochs, a repeated epoch -- is left out with a warning naming the runs; the runner then
@@ -172,8 +172,8 @@ def load_per_class(path: str | os.PathLike, run_keys: str | Iterable[str] | None
     Returns:
         One row per run, evaluation and class: the run's ``run_key``, ``stage``, ``data``,
         ``strategy``, ``num_target_images``, ``seed`` and ``map_metric``, then
-        :data:`PER_CLASS_COLUMNS` (``epoch``: 0 for the zero-shot evaluation of a target run, the last
-        epoch for the final one). Runs finished before the runner kept the table have no rows.
+        :data:`PER_CLASS_COLUMNS` (``epoch``: 0 for the evaluation before training, zero-shot for a target
+        run, the last epoch for the final one). Runs finished before the runner kept the table have no rows.
 
     Raises:
         ValueError: a requested run key is not a finished run of the table.
@@ -215,7 +215,8 @@ def final_epochs(results: "pd.DataFrame") -> "pd.DataFrame":
 def add_forgetting(results: "pd.DataFrame") -> "pd.DataFrame":
     """A copy with ``forgetting`` on every row of a run: its ``source_map50`` at epoch 0 minus at its
     last epoch (what the transfer lost on the source data; negative: it gained). NaN where the run did
-    not score the source (``RunConfig.evaluate_source``) or has no epoch-0 row (a source run).
+    not score the source (``RunConfig.evaluate_source``; a source run has no transfer to measure) or has no
+    epoch-0 row.
 
     Raises:
         ValueError: the table has no ``source_map50`` column.
@@ -320,8 +321,9 @@ def summarize(results: "pd.DataFrame", metric: str = "val_map50") -> "pd.DataFra
 
 
 def training_speed(results: "pd.DataFrame") -> "pd.DataFrame":
-    """Training speed per run and phase: the median over its epochs, the first epoch of a phase left out
-    (it includes tracing the new training step) when the phase has more than one.
+    """Training speed per run and phase: the median over its trained epochs (epoch 0, the start, trains
+    nothing), the first epoch of a phase left out (it includes tracing the new training step) when the
+    phase has more than one.
 
     Returns:
         A ``pandas.DataFrame`` with ``run_key``, ``strategy``, ``phase``, ``trainable_params``,
@@ -330,7 +332,8 @@ def training_speed(results: "pd.DataFrame") -> "pd.DataFrame":
     import pandas as pd
 
     rows = []
-    for (key, phase), group in results.sort_values(["run_key", "epoch"]).groupby(["run_key", "phase"], sort=False):
+    trained = results[results["epoch"] >= 1].sort_values(["run_key", "epoch"])
+    for (key, phase), group in trained.groupby(["run_key", "phase"], sort=False):
         steady = group.iloc[1:] if len(group) > 1 else group
         rows.append({"run_key": key, "strategy": group["strategy"].iloc[0], "phase": phase,
                      "trainable_params": int(group["trainable_params"].iloc[0]),

@@ -62,7 +62,9 @@ def run(
             is always installed where one is shipped).
 
     Returns:
-        A ``pandas.DataFrame`` with ``RESULT_COLUMNS``, one row per epoch (1-based ``epoch``).
+        A ``pandas.DataFrame`` with ``RESULT_COLUMNS``, one row per epoch: ``epoch`` 0 the start,
+        evaluated before training, then 1..N (a shipped source run installed from before epoch 0 was
+        recorded has no epoch-0 row).
 
     Raises:
         ValueError: an invalid configuration (see ``RunConfig``, ``resolve``).

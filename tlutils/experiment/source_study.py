@@ -104,7 +104,7 @@ def shipped_study(configs: Sequence[RunConfig], studies_dir: str | os.PathLike |
     path = study_path(configs[0].profile, studies_dir)
     if not path.is_file():
         return None
-    rows = pd.read_csv(path)
+    rows = pd.read_csv(path, dtype={"run_key": str, "strategy": str})  # a key of digits stays a key
     keys = [resolve(config).key for config in configs]
     if not set(keys) <= set(rows["run_key"]):
         return None
@@ -139,21 +139,59 @@ def export_study(configs: Sequence[RunConfig], results_dir: str | os.PathLike,
         "machine": machine_description(resolve(configs[0]).mixed_precision),
         "exported": dt.date.today().isoformat(),
         "training_minutes": float(rows["epoch_seconds"].sum()) / 60,
-        "pretrained": _pretrained_summaries(results_dir),
+        "pretrained": _pretrained_summaries(results_dir, configs),
     }
     write_text(path.with_suffix(".json"), json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return path
 
 
-def _pretrained_summaries(results_dir: Path) -> list[dict[str, Any]]:
-    """What each pretrained start of ``results_dir`` was (kind, config, seconds, last epoch's numbers)."""
+def _pretrained_summaries(results_dir: Path, configs: Sequence[RunConfig]) -> list[dict[str, Any]]:
+    """What each pretrained start the runs ``configs`` loaded was (kind, config, seconds, last epoch's numbers)."""
     summaries = []
-    for path in sorted((results_dir / "pretrained").glob("*.json")):
-        summary = json.loads(path.read_text(encoding="utf-8"))
-        last = {name: values[-1] for name, values in summary.get("history", {}).items() if values}
-        summaries.append({"file": path.stem, "config": summary["config"], "seconds": summary["seconds"],
-                          "last_epoch": last})
+    resolved = [resolve(config) for config in configs]
+    for stem in sorted({f"{run.strategy}_{run.pretrained_key}" for run in resolved if run.pretrained_key}):
+        path = results_dir / "pretrained" / f"{stem}.json"
+        if not path.is_file():
+            raise ValueError(f"{path} is missing: the study's pretrained start was made elsewhere; run the study here")
+        summaries.append(_summary_of(path))
     return summaries
+
+
+def _summary_of(path: Path) -> dict[str, Any]:
+    """A pretrained file's JSON summary, shortened for a manifest (its last epoch's numbers only)."""
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    last = {name: values[-1] for name, values in summary.get("history", {}).items() if values}
+    return {"file": path.stem, "config": summary["config"], "seconds": summary["seconds"],
+            "num_train": summary.get("num_train"), "num_val": summary.get("num_val"), "last_epoch": last}
+
+
+def pretrained_lines(profile: str, starts: Sequence[str] = SOURCE_STARTS,
+                     results_dir: str | os.PathLike | None = None, run_here: bool = False) -> list[str]:
+    """One line per pretrained start of the study (classifier, detector): what it was trained on, how long,
+    and its last epoch's numbers; read from the shipped manifest (as :func:`source_study` reads the
+    rows) or from ``results_dir/pretrained/``, "not made yet" where neither has it."""
+    from tlutils.paths import runs_dir
+
+    configs = source_study_configs(profile, starts)
+    shipped = None if run_here else shipped_study(configs)
+    by_file = {summary["file"]: summary for summary in (shipped[1].get("pretrained", []) if shipped else [])}
+    folder = Path(results_dir) if results_dir is not None else runs_dir(profile)
+    lines = []
+    for run in {resolve(config).pretrained_key: resolve(config) for config in configs}.values():
+        if run.pretrained_key is None:
+            continue
+        stem = f"{run.strategy}_{run.pretrained_key}"
+        path = folder / "pretrained" / f"{stem}.json"
+        summary = by_file.get(stem) or (_summary_of(path) if path.is_file() else None)
+        if summary is None:
+            lines.append(f"{run.strategy}: not made yet (the first run that starts from it makes it)")
+            continue
+        config = summary["config"]
+        last = ", ".join(f"{name} {value:.3f}" for name, value in sorted(summary["last_epoch"].items()))
+        lines.append(f"{run.strategy}: {config['epochs']} epochs on {summary['num_train']} training "
+                     f"{'crops' if run.strategy == 'classifier' else 'images'} from {', '.join(config['data'])} "
+                     f"({config['num_images']} scenes), {summary['seconds'] / 60:.1f} min; last epoch: {last}")
+    return lines
 
 
 def source_study(profile: str, starts: Sequence[str] = SOURCE_STARTS, results_dir: str | os.PathLike | None = None,
@@ -167,9 +205,11 @@ def source_study(profile: str, starts: Sequence[str] = SOURCE_STARTS, results_di
     shipped = None if run_here else shipped_study(configs)
     if shipped is not None:
         rows, manifest = shipped
+        pretraining = sum(summary["seconds"] for summary in manifest.get("pretrained", [])) / 60
         return rows, (f"read the {len(configs)} runs shipped with tlutils: measured on {manifest['machine']} "
-                      f"({manifest['exported']}, {manifest['training_minutes']:.0f} min of training) by "
-                      f"`{manifest['command']}`; RUN_SOURCE_STUDY = True trains them here")
+                      f"({manifest['exported']}; {manifest['training_minutes']:.0f} min of training, plus "
+                      f"{pretraining:.0f} min making the pretrained starts) by `{manifest['command']}`; "
+                      "RUN_SOURCE_STUDY = True trains them here")
     import pandas as pd
 
     from tlutils.experiment.runner import run

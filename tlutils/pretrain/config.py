@@ -164,8 +164,15 @@ class ResolvedPretrain:
 
     @functools.cached_property
     def key(self) -> str:
-        """A stable 12-character hash of :meth:`to_dict` (the scheme of the run keys)."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode("utf-8")
+        """A stable 12-character hash of :meth:`to_dict` (the scheme of the run keys: real data specs
+        spelled without their location, ``DataSpec.without_location``, beside their content fingerprints)."""
+        from tlutils.data.specs import parse_spec
+
+        values = self.to_dict()
+        values["data"] = [parse_spec(spec).without_location() for spec in values["data"]]
+        for printed in values["data_fingerprints"]:
+            printed["spec"] = parse_spec(printed["spec"]).without_location()
+        canonical = json.dumps(values, sort_keys=True, separators=(",", ":")).encode("utf-8")
         return hashlib.sha256(canonical).hexdigest()[:12]
 
     @property
