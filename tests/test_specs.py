@@ -345,8 +345,12 @@ def test_gtsdb_split_is_the_official_one_by_frame_number():
     assert [{record.split for record in splits[name]} for name in ("train", "val", "test")] == \
         [{"train"}, {"val"}, {"test"}]
     assert "GTSDB official split" in splits.rule and "seed 3" in splits.rule
-    only_training = split_dataset(gtsdb_frames(list(range(40))), "gtsdb:anywhere")
-    assert len(only_training["test"]) == 0 and len(only_training["train"]) + len(only_training["val"]) == 40
+    # only the training frames (as many copies of GTSDB): test is carved from them, and the rule says so
+    only_training = split_dataset(gtsdb_frames(list(range(40))), "gtsdb:anywhere", seed=3, fractions=(0.6, 0.2, 0.2))
+    assert [len(only_training[name]) for name in ("train", "val", "test")] == [24, 8, 8]
+    assert sorted(names_of(only_training["train"]) + names_of(only_training["val"]) + names_of(only_training["test"])) \
+        == [f"{frame:05d}.jpg" for frame in range(40)]
+    assert "no test frames (00600-00899) in the folder" in only_training.rule
 
 
 def stratified_toy() -> DetectionDataset:

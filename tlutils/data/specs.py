@@ -536,8 +536,10 @@ def split_dataset(
 
     - GTSDB: the official split. Frames 00600-00899 are test (whatever ``fractions`` says); frames
       00000-00599 (and any file not named by frame number) are divided into train and val in the ratio
-      ``fractions[0] : fractions[1]`` by the seeded rule below. A folder of the 600 training frames
-      thus has an empty test set.
+      ``fractions[0] : fractions[1]`` by the seeded rule below. A folder without test frames (many
+      copies hold only the 600 training frames) has its test set carved from the training frames like
+      any other source's, in the shares ``fractions``, and the rule says so: a study that reports on a
+      test split (``RunConfig.evaluate_test``) needs one.
     - every other source: a seeded split stratified by each image's rarest class
       (:func:`stratified_assignment`), in the shares ``fractions``.
 
@@ -549,7 +551,8 @@ def split_dataset(
     spec = parse_spec(spec)
     fractions = _checked_fractions(fractions)
     indices: dict[str, list[int]] = {name: [] for name in SPLIT_NAMES}
-    if spec.format == "gtsdb":
+    official_test = spec.format == "gtsdb" and any(record.split == "test" for record in dataset)
+    if official_test:
         pool = [index for index, record in enumerate(dataset) if record.split != "test"]
         indices["test"] = [index for index, record in enumerate(dataset) if record.split == "test"]
         train_share = fractions[0] / (fractions[0] + fractions[1]) if fractions[0] + fractions[1] else 1.0
@@ -559,7 +562,8 @@ def split_dataset(
                 f"rarest class")
     else:
         pool, shares = list(range(len(dataset))), fractions
-        rule = (f"{spec.format}: no official split; seeded (seed {seed}) train:val:test = "
+        why = "no test frames (00600-00899) in the folder" if spec.format == "gtsdb" else "no official split"
+        rule = (f"{spec.format}: {why}; seeded (seed {seed}) train:val:test = "
                 f"{':'.join(f'{share:.3g}' for share in fractions)}, stratified by each image's rarest class")
     pool_dataset = dataset.with_records([dataset[index] for index in pool])
     for index, split in zip(pool, stratified_assignment(pool_dataset, shares, seed)):
