@@ -79,6 +79,19 @@ def test_transfer_runs_of_one_target_and_seed_share_their_zero_shot_evaluation(c
     assert len(list((results / "scores").glob("*.json"))) == 3
 
 
+def test_a_real_target_is_scored_on_its_own_test_frames_tiled(coco_export, tmp_path):
+    """evaluate_test on real data: the test split (disjoint from train and val) scored whole, by tiled
+    inference, before training and after the last epoch."""
+    spec = f"coco:{coco_export}"
+    names = {split: {record.image_path for record in load_split(spec, split, "name", 10_000, 96, None)}
+             for split in ("train", "val", "test")}
+    assert names["test"] and not names["test"] & (names["train"] | names["val"])
+    config = RunConfig(profile="ci", target_data=spec, strategy="head_only", num_target_images=10, evaluate_test=True)
+    rows = run(config, tmp_path / "results", data_dir=tmp_path / "data", verbose=0, tensorboard=False)
+    scored = rows["test_map50"].map(math.isfinite).tolist()
+    assert scored == [True, False, False, True] and rows["test_map50"].dropna().between(0, 1).all()
+
+
 def test_the_run_key_follows_the_data_not_its_name(coco_export, tmp_path):
     """A changed box is other data (another key); the same file elsewhere is the same data."""
     config = RunConfig(profile="ci", target_data=f"coco:{coco_export}", strategy="finetune", num_target_images=10)
