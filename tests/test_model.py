@@ -19,6 +19,7 @@ import pytest
 from tlutils.anchors import AnchorConfig, generate_anchors
 from tlutils.model import (
     FREEZE_POINTS,
+    frozen_regularization,
     IMAGENET_MEAN_RGB,
     AtrousConv2D,
     ImagePreprocessing,
@@ -322,6 +323,23 @@ def test_frozen_layers_l2_disappears_from_model_losses():
     assert float(regularization_loss(model)) == pytest.approx(expected, rel=1e-5)
     freeze(model, up_to="heads")
     assert model.losses == [] and float(regularization_loss(model)) == 0.0
+
+
+def test_the_frozen_l2_term_is_the_frozen_kernels_penalty_and_leaves_the_flags_alone():
+    """What Keras 2 adds to the displayed loss for frozen layers: the L2 penalty of exactly the kernels
+    frozen up to the point, computed by hand here; the model's trainable flags are given back."""
+    model = build_ssd_vgg16(2, input_size=32, l2_regularization=5e-4, **TINY)
+    freeze(model, up_to="block3")
+    before = [layer.trainable for layer in model.layers]
+    frozen_names = {layer.name for layer in freeze(build_ssd_vgg16(2, input_size=32, **TINY), "fc").layers
+                    if not layer.trainable}
+    expected = 5e-4 * sum(float(np.sum(np.square(layer.kernel, dtype=np.float64))) for layer in model.layers
+                          if layer.name in frozen_names and hasattr(layer, "kernel"))
+    assert frozen_regularization(model, "fc") == pytest.approx(expected, rel=1e-5) and expected > 0
+    assert [layer.trainable for layer in model.layers] == before
+    assert frozen_regularization(model, "heads") == pytest.approx(regularization_loss(freeze(model, None)), rel=1e-6)
+    with pytest.raises(ValueError, match="up_to must be one of"):
+        frozen_regularization(model, None)
 
 
 def test_no_regularization_by_default():

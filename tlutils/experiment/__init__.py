@@ -62,9 +62,13 @@ from tlutils.experiment.results import (
 )
 from tlutils.experiment.runner import make_optimizer, run
 from tlutils.experiment.sweeps import expand_grid, sweep, sweep_from_cli
+from tlutils.experiment.convergence import OVERFIT_DROP, convergence_facts, convergence_table
+from tlutils.experiment.source_study import KERAS_SSD_L2, pretrained_lines, source_study, study_size
 
 __all__ = [
     "AUGMENTATIONS",
+    "KERAS_SSD_L2",
+    "OVERFIT_DROP",
     "COMPARABILITY_COLUMNS",
     "DEFAULT_STRATEGIES",
     "OPTIMIZERS",
@@ -79,17 +83,22 @@ __all__ = [
     "WORLD_SEEDS",
     "default_augmentation",
     "default_preprocessing",
+    "convergence_facts",
+    "convergence_table",
     "expand_grid",
     "final_epochs",
     "load_per_class",
     "load_results",
     "make_optimizer",
     "ordered_strategies",
+    "pretrained_lines",
     "resolve",
     "run",
     "run_key",
     "run_name",
     "source_config",
+    "source_study",
+    "study_size",
     "summarize",
     "sweep",
     "sweep_from_cli",

@@ -14,7 +14,8 @@ per anchor, ``box_offsets`` are encoded ``(cx, cy, w, h)`` offsets, anchors orde
 """
 
 from tlutils.model.classifier import build_sign_classifier, load_classifier_into
-from tlutils.model.freezing import FREEZE_POINTS, LAYERS_BY_BLOCK, block_of, freeze, trainable_summary
+from tlutils.model.freezing import (FREEZE_POINTS, LAYERS_BY_BLOCK, block_of, freeze, frozen_regularization,
+                                    trainable_summary)
 from tlutils.model.layers import (
     CONV4_3_NORM_SCALE,
     IMAGENET_MEAN_RGB,
@@ -54,6 +55,7 @@ __all__ = [
     "build_ssd_vgg16",
     "feature_map_sizes",
     "freeze",
+    "frozen_regularization",
     "input_size_of",
     "load_classifier_into",
     "load_vgg16_weights",

@@ -78,6 +78,30 @@ def freeze(model: keras.Model, up_to: str | None) -> keras.Model:
     return model
 
 
+def frozen_regularization(model: keras.Model, up_to: str) -> float:
+    """The L2 term of the kernels frozen when freezing ``model`` up to block ``up_to``: what Keras 2 adds
+    to every displayed loss and Keras 3 leaves out (it collects regularizers of trainable weights only).
+    Frozen weights never move, so under Keras 2 this is a floor the displayed loss cannot go below.
+    ``model``'s trainable flags are left as they were.
+
+    Raises:
+        ValueError: ``up_to`` is not one of :data:`FREEZE_POINTS`.
+    """
+    from tlutils.model.ssd import regularization_loss
+
+    if up_to not in FREEZE_POINTS:
+        raise ValueError(f"up_to must be one of {FREEZE_POINTS}, got {up_to!r}")
+    flags = [(layer, layer.trainable) for layer in model.layers]
+    whole = model.trainable
+    try:
+        total = regularization_loss(freeze(model, None))
+        return total - regularization_loss(freeze(model, up_to))
+    finally:
+        model.trainable = whole
+        for layer, trainable in flags:
+            layer.trainable = trainable
+
+
 def trainable_summary(model: keras.Model) -> Any:
     """Trainable and frozen parameters per block, one row per freeze point in :data:`FREEZE_POINTS` order.
 
