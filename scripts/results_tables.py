@@ -11,7 +11,9 @@ strategy at the base rate chosen on val, scored on the test split, with the forg
 (``tlutils.experiment.selection.learning_rate_table``; runs of ``tlutils sweep --learning-rates ...
 --evaluate-test --evaluate-source``), then every rate tried. ``--budget N`` prints the runs of N steps
 seen after the profile's steps, at their end and at equal training time
-(``tlutils.experiment.results.budget_views``).
+(``tlutils.experiment.results.budget_views``). ``--starts`` prints the source-start study of notebook 06
+(``tlutils study source-starts``): per start, mean ± std over seeds of how it converged
+(``tlutils.experiment.convergence``).
 
 Usage: ``python scripts/results_tables.py [runs/cpu ...] [--l2 0.0] [--by-size]`` (several results files, e.g. of
 sweeps run side by side with ``--out``, are read as one).
@@ -109,6 +111,30 @@ def budget_table(results: pd.DataFrame, steps: int) -> str:
     return "\n".join(lines)
 
 
+def starts_table(results: pd.DataFrame, threshold: float = 0.7) -> str:
+    """Markdown: the source-start study, one row per start (``convergence_table`` of its runs)."""
+    from tlutils.experiment import convergence_facts, convergence_table
+
+    facts = convergence_facts(results, threshold)
+    table = convergence_table(facts)
+    spread = facts.groupby("strategy")[["start_l2", "end_l2", "final_loss", "final_data_loss"]].std(ddof=1)
+    lines = ["| start | seeds | L2 term before -> after | val mAP@0.5 before / after 1 epoch / best (step) / final "
+             f"| displayed loss at the end (data loss + L2) | val loss lowest at step | steps to {threshold:g} "
+             "| over-fitted |", "|---|---|---|---|---|---|---|---|"]
+    for start, row in table.iterrows():
+        n = int(row.seeds)
+        lines.append(
+            f"| {start} | {n} | {row.start_l2:.2f} -> {row.end_l2:.2f} ± {spread.loc[start, 'end_l2']:.2f} | "
+            f"{row.start_map50:.3f} / {cell(row.early_map50, row.early_map50_std, n)} / "
+            f"{cell(row.best_map50, row.best_map50_std, n)} ({row.best_step:.0f}) / "
+            f"{cell(row.final_map50, row.final_map50_std, n)} | "
+            f"{row.final_loss:.2f} ± {spread.loc[start, 'final_loss']:.2f} ({row.final_data_loss:.2f} + "
+            f"{row.end_l2:.2f}) | {row.min_val_loss_step:.0f} | "
+            f"{f'{row.steps_to_threshold:.0f} ({int(row.reached)} of {n})' if row.reached else f'never (0 of {n})'} | "
+            f"{int(row.overfit)} of {n} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="*", default=["runs/cpu"], help="results.csv files or their folders")
@@ -116,8 +142,12 @@ def main() -> None:
     parser.add_argument("--by-size", action="store_true", help="also mAP@0.5 of small, medium and large objects")
     parser.add_argument("--rates", action="store_true", help="the learning-rate table (chosen on val, test, forgetting)")
     parser.add_argument("--budget", type=int, default=None, help="the runs of this many steps, three views")
+    parser.add_argument("--starts", action="store_true", help="the source-start study (tlutils study source-starts)")
     args = parser.parse_args()
     results = pd.concat([load_results(path) for path in args.results], ignore_index=True)
+    if args.starts:
+        print(starts_table(results[(results["stage"] == "source") & (results["l2_regularization"] == args.l2)]))
+        return
     results = results[(results["stage"] == "target") & (results["l2_regularization"] == args.l2)]
     if results.empty:
         raise SystemExit(f"no target runs with L2 {args.l2} in {args.results}")
