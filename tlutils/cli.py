@@ -81,7 +81,7 @@ def _pretrain_source(args: argparse.Namespace) -> int:
 def _study_source_starts(args: argparse.Namespace) -> int:
     from tlutils.experiment import run
     from tlutils.experiment.convergence import convergence_facts, convergence_table
-    from tlutils.experiment.source_study import export_study, source_study_configs
+    from tlutils.experiment.start_study import export_study, source_study_configs
     from tlutils.paths import runs_dir
     from tlutils.plan import announce, sweep_plan
     from tlutils.experiment.results import wide_pandas

@@ -63,7 +63,7 @@ from tlutils.experiment.results import (
 from tlutils.experiment.runner import make_optimizer, run
 from tlutils.experiment.sweeps import expand_grid, sweep, sweep_from_cli
 from tlutils.experiment.convergence import OVERFIT_DROP, convergence_facts, convergence_table
-from tlutils.experiment.source_study import KERAS_SSD_L2, pretrained_lines, source_study, study_size
+from tlutils.experiment.start_study import KERAS_SSD_L2, pretrained_lines, source_study, study_size
 
 __all__ = [
     "AUGMENTATIONS",

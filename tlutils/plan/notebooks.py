@@ -82,7 +82,7 @@ def _diagnosis_runs(params: Mapping[str, Any], profile: Profile) -> list["RunCon
     """Notebook 06: its variants, scratch with the other preprocessing, fine-tuning at higher rates, and
     section 6's source starts where they are not shipped (or ``RUN_SOURCE_STUDY``)."""
     from tlutils.experiment import RunConfig, expand_grid, resolve
-    from tlutils.experiment.source_study import shipped_study, source_study_configs
+    from tlutils.experiment.start_study import shipped_study, source_study_configs
 
     seeds = list(params["SEEDS"] or profile.seeds)
     base = RunConfig(profile=profile.name, num_target_images=params["NUM_TARGET_IMAGES"] or max(profile.target_sizes),

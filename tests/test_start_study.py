@@ -8,7 +8,7 @@ import pytest
 
 from tlutils.cli import main
 from tlutils.experiment import resolve
-from tlutils.experiment import source_study as study
+from tlutils.experiment import start_study as study
 from tlutils.profiles import PRECISION_VARIABLE
 
 CPU_STARTS = ("scratch", "classifier", "detector")
