@@ -322,7 +322,8 @@ print(f"Belgian training images: {study_sizes['num_target_images'].iloc[0]}, ste
 for line in pretrained_lines(PROFILE, SOURCE_STARTS, RESULTS, run_here=RUN_SOURCE_STUDY):
     print(line)
 study = study.assign(data_loss=study["localization"] + study["confidence"])
-figure = plot_history(study, metrics=["loss", "data_loss", "regularization", "val_loss", "val_map50"], x="step")
+trained = study[study["epoch"] >= 1]  # epoch 0 (the start; its val loss dwarfs the rest) is in the table below
+figure = plot_history(trained, metrics=["loss", "data_loss", "regularization", "val_loss", "val_map50"], x="step")
 save_figure(figure, "06_source_starts", FIGURES)
 
 # %% [markdown]
