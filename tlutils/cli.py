@@ -79,21 +79,18 @@ def _pretrain_source(args: argparse.Namespace) -> int:
 
 
 def _study_source_starts(args: argparse.Namespace) -> int:
-    from tlutils.experiment import run
     from tlutils.experiment.convergence import convergence_facts, convergence_table
-    from tlutils.experiment.start_study import export_study, source_study_configs
+    from tlutils.experiment.results import wide_pandas
+    from tlutils.experiment.start_study import export_study, source_study, source_study_configs
     from tlutils.paths import runs_dir
     from tlutils.plan import announce, sweep_plan
-    from tlutils.experiment.results import wide_pandas
 
     configs = source_study_configs(args.profile, args.starts)
     results = args.out or runs_dir(args.profile)
     announce(sweep_plan(configs, results), estimate=not args.no_estimate)
-    import pandas as pd
-
     print("(not in the plan: making a pretrained start the first time a classifier or detector start needs it, "
           "about as long as one source run)")
-    rows = pd.concat([run(config, results, verbose=2) for config in configs], ignore_index=True)
+    rows, _ = source_study(args.profile, args.starts, results, run_here=True, verbose=2)
     with wide_pandas():
         print(convergence_table(convergence_facts(rows, args.threshold)).round(3).to_string())
     if args.export:

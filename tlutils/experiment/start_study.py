@@ -123,10 +123,9 @@ def export_study(configs: Sequence[RunConfig], results_dir: str | os.PathLike,
     import pandas as pd
 
     results_dir = Path(results_dir)
-    frames, missing = [], []
-    for config in configs:
-        rows = stored_rows(results_dir, resolve(config).key)
-        (frames.append(rows) if not rows.empty else missing.append(resolve(config).name))
+    resolved = [resolve(config) for config in configs]
+    frames = [stored_rows(results_dir, run.key) for run in resolved]
+    missing = [run.name for run, rows in zip(resolved, frames) if rows.empty]
     if missing:
         raise ValueError(f"not finished in {results_dir}: {', '.join(missing)}; run the study first")
     rows = pd.concat(frames, ignore_index=True)
@@ -136,7 +135,7 @@ def export_study(configs: Sequence[RunConfig], results_dir: str | os.PathLike,
     manifest = {
         "profile": configs[0].profile, "keys": sorted(rows["run_key"].unique()),
         "command": command or f"tlutils study source-starts --profile {configs[0].profile} --export",
-        "machine": machine_description(resolve(configs[0]).mixed_precision),
+        "machine": machine_description(resolved[0].mixed_precision),
         "exported": dt.date.today().isoformat(),
         "training_minutes": float(rows["epoch_seconds"].sum()) / 60,
         "pretrained": _pretrained_summaries(results_dir, configs),
@@ -145,21 +144,25 @@ def export_study(configs: Sequence[RunConfig], results_dir: str | os.PathLike,
     return path
 
 
+def _pretrained_starts(configs: Sequence[RunConfig]) -> dict[str, str]:
+    """``{file stem: kind}`` of the pretrained files the runs ``configs`` start from
+    (``tlutils.pretrain``'s ``<kind>_<key>``), in file-name order."""
+    resolved = [resolve(config) for config in configs]
+    stems = {f"{run.strategy}_{run.pretrained_key}": run.strategy for run in resolved if run.pretrained_key}
+    return dict(sorted(stems.items()))
+
+
 def _pretrained_summaries(results_dir: Path, configs: Sequence[RunConfig]) -> list[dict[str, Any]]:
     """What each pretrained start the runs ``configs`` loaded was (kind, config, seconds, last epoch's numbers)."""
-    summaries = []
-    resolved = [resolve(config) for config in configs]
-    for stem in sorted({f"{run.strategy}_{run.pretrained_key}" for run in resolved if run.pretrained_key}):
-        path = results_dir / "pretrained" / f"{stem}.json"
-        if not path.is_file():
-            raise ValueError(f"{path} is missing: the study's pretrained start was made elsewhere; run the study here")
-        summaries.append(_summary_of(path))
-    return summaries
+    return [_summary_of(results_dir / "pretrained" / f"{stem}.keras") for stem in _pretrained_starts(configs)]
 
 
 def _summary_of(path: Path) -> dict[str, Any]:
-    """A pretrained file's JSON summary, shortened for a manifest (its last epoch's numbers only)."""
-    summary = json.loads(path.read_text(encoding="utf-8"))
+    """The summary ``tlutils.pretrain`` recorded beside the pretrained file ``path``, shortened for a
+    manifest (its last epoch's numbers only); ``ValueError`` where there is none."""
+    from tlutils.pretrain import pretrained_summary
+
+    summary = pretrained_summary(path)
     last = {name: values[-1] for name, values in summary.get("history", {}).items() if values}
     return {"file": path.stem, "config": summary["config"], "seconds": summary["seconds"],
             "num_train": summary.get("num_train"), "num_val": summary.get("num_val"), "last_epoch": last}
@@ -177,19 +180,16 @@ def pretrained_lines(profile: str, starts: Sequence[str] = SOURCE_STARTS,
     by_file = {summary["file"]: summary for summary in (shipped[1].get("pretrained", []) if shipped else [])}
     folder = Path(results_dir) if results_dir is not None else runs_dir(profile)
     lines = []
-    for run in {resolve(config).pretrained_key: resolve(config) for config in configs}.values():
-        if run.pretrained_key is None:
-            continue
-        stem = f"{run.strategy}_{run.pretrained_key}"
-        path = folder / "pretrained" / f"{stem}.json"
-        summary = by_file.get(stem) or (_summary_of(path) if path.is_file() else None)
+    for stem, kind in _pretrained_starts(configs).items():
+        path = folder / "pretrained" / f"{stem}.keras"
+        summary = by_file.get(stem) or (_summary_of(path) if path.with_suffix(".json").is_file() else None)
         if summary is None:
-            lines.append(f"{run.strategy}: not made yet (the first run that starts from it makes it)")
+            lines.append(f"{kind}: not made yet (the first run that starts from it makes it)")
             continue
         config = summary["config"]
         last = ", ".join(f"{name} {value:.3f}" for name, value in sorted(summary["last_epoch"].items()))
-        lines.append(f"{run.strategy}: {config['epochs']} epochs on {summary['num_train']} training "
-                     f"{'crops' if run.strategy == 'classifier' else 'images'} from {', '.join(config['data'])} "
+        lines.append(f"{kind}: {config['epochs']} epochs on {summary['num_train']} training "
+                     f"{'crops' if kind == 'classifier' else 'images'} from {', '.join(config['data'])} "
                      f"({config['num_images']} scenes), {summary['seconds'] / 60:.1f} min; last epoch: {last}")
     return lines
 
