@@ -16,16 +16,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pandas as pd
 
-#: A run over-fits when its last val mAP@0.5 lies more than this below its best while its training loss
-#: kept falling after the best epoch. 0.02 is about twice the seed spread of the cpu profile's mAPs
+#: A run over-fits when its last val mAP@0.5 lies more than this below its best while its training data
+#: loss kept falling after the best epoch. 0.02 is about twice the seed spread of the cpu profile's mAPs
 #: (docs/results.md), so a dip of one noisy evaluation does not count.
 OVERFIT_DROP = 0.02
 
 #: The per-run facts :func:`convergence_facts` returns, in order.
 FACT_COLUMNS = ("run_key", "strategy", "seed", "start_l2", "end_l2", "start_map50", "early_map50", "early_step",
-                "best_map50", "best_step",
-                "final_map50", "final_loss", "final_data_loss", "steps_to_threshold", "min_val_loss_step",
-                "overfits")
+                "best_map50", "best_step", "final_map50", "final_loss", "final_data_loss", "steps_to_threshold",
+                "min_val_loss_step", "overfits")
 
 
 def steps_to_reach(history: "pd.DataFrame", threshold: float, metric: str = "val_map50") -> float:
