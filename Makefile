@@ -23,11 +23,13 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-## The whole suite: everything on TensorFlow, then test-jax, then the notebooks on TensorFlow.
+## The whole suite: everything on TensorFlow, then test-jax beside the notebooks on TensorFlow. Those
+## two each keep about one core busy (run side by side on a 2-core EPYC: the JAX tests 247 CPU-s in
+## 244 s, the ci course 236 CPU-s in 255 s; tiny models, single-threaded tracing and compiling), so
+## they run side by side, whole lines interleaved (timings in docs/performance.md).
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile tests
-	$(MAKE) test-jax
-	$(MAKE) test-notebooks
+	$(MAKE) -j2 --output-sync=line test-jax test-notebooks
 
 ## On JAX: the keras.ops core and one case of each kind of backend-sensitive runner test (marker
 ## "backends": crash safety, resume, batch order, freezing, weight transfer, finetune, two_stage, a real-
@@ -35,7 +37,7 @@ test: $(VENV)/.installed
 ## the ci course's notebook(s) JAX_NOTEBOOKS (04: train, read back, score and draw the source detector)
 ## in a fresh TLUTILS_ROOT folder, so that they train on JAX rather than read back runs/ci. Both share
 ## one XLA compilation cache: the notebook's source run reuses the tests' compiled steps (04: 69 s -> 23 s).
-## (The tests stay in one process: XLA already keeps both cores busy, and two workers were slower.)
+## (The tests stay in one process: two workers were slower.)
 JAX_NOTEBOOKS ?= 04
 test-jax: $(VENV)/.installed
 	work=$$(mktemp -d -t tlutils-jax.XXXXXX) && trap 'rm -rf "$$work"' EXIT && \
