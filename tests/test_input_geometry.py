@@ -306,3 +306,51 @@ def test_default_configs_give_the_anchors_of_before():
     assert digest(generate_anchors(AnchorConfig.ssd300())) == ANCHORS_BEFORE["ssd300"]
     seven = AnchorConfig.from_feature_maps(64, (7, 6, 5, 4, 3, 2, 1))
     assert digest(generate_anchors(seven)) == ANCHORS_BEFORE["seven_layers_64"]
+
+
+# --- the smallest default box in the experiment runner ------------------------------------------------
+
+def ci_run(**changes):
+    from tlutils.experiment import RunConfig
+
+    return RunConfig(profile="ci", target_data="germany", strategy="finetune", num_target_images=10, **changes)
+
+
+def test_a_runs_smallest_scale_enters_its_key_and_its_sources_only_when_set():
+    from tlutils.experiment import resolve
+
+    default, spelled = resolve(ci_run()), resolve(ci_run(smallest_scale=0.1))
+    smaller = resolve(ci_run(smallest_scale=0.05))
+    assert "smallest_scale" not in default.to_dict() and spelled.key == default.key  # runs made before keep their keys
+    assert smaller.to_dict()["smallest_scale"] == 0.05 and smaller.key != default.key
+    assert smaller.source_run_key != default.source_run_key, "the source run trains on the same default boxes"
+    assert smaller.config.replace(stage="source", strategy="scratch", num_target_images=None).smallest_scale == 0.05
+
+
+@pytest.mark.parametrize("smallest_scale", [0.0, 0.3, "0.05", True, float("inf")])
+def test_a_bad_smallest_scale_of_a_run_raises(smallest_scale):
+    with pytest.raises(ValueError, match="smallest_scale"):
+        ci_run(smallest_scale=smallest_scale)
+
+
+@pytest.mark.parametrize("smallest_scale", [None, 0.05])
+def test_a_run_trains_and_scores_on_the_default_boxes_of_its_smallest_scale(tmp_path, smallest_scale):
+    from tlutils.experiment import resolve
+    from tlutils.experiment.run_data import build_data, training_pool
+
+    resolved = resolve(ci_run(smallest_scale=smallest_scale))
+    detector = build_ssd_vgg16(3, input_size=resolved.input_size, width=resolved.width)
+    data = build_data(resolved, detector, training_pool(resolved, tmp_path), tmp_path)
+    first = data.anchors[0]  # conv4_3's first cell, its ratio-1 box of the smallest scale
+    assert first[2] == first[3] == pytest.approx(smallest_scale or FIRST_LAYER_SCALE, rel=1e-6)
+    for sequence in (data.steps.sequence, data.val):  # the training targets and the val losses
+        assert np.array_equal(sequence.anchors, data.anchors)
+
+
+def test_the_sweep_command_takes_a_smallest_scale():
+    from tlutils.cli import build_parser
+    from tlutils.experiment.sweeps import cli_grid
+
+    parse = build_parser().parse_args
+    assert cli_grid(parse(["sweep", "--profile", "ci", "--smallest-scale", "0.05"]))[1].smallest_scale == 0.05
+    assert cli_grid(parse(["sweep", "--profile", "ci"]))[1].smallest_scale is None

@@ -175,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--cache-features", action="store_true",
                        help="run the frozen part once per image and train the rest on stored features "
                             "(head_only, freeze:<point>; no augmentation)")
+    sweep.add_argument("--smallest-scale", type=float, default=None,
+                       help="the smallest default box as a fraction of the input side (default SSD's 0.1; "
+                            "smaller for smaller objects)")
     sweep.add_argument("--l2-regularization", type=float, default=0.0,
                        help="L2 factor inside the loss (notebooks 05 and 06 use ssd_keras' 0.0005)")
     sweep.add_argument("--out", default=None, help="results directory (default runs/<profile>)")

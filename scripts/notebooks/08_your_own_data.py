@@ -32,6 +32,8 @@
 # says how your classes meet the source's: by name (with a synonym table, so GTSDB's "go right" is the
 # sign world's `turn_right`) or relabelled to the four superclasses. `SIZES = None` takes the profile's
 # numbers of target images that your training split holds; `SEEDS = None` the profile's seeds.
+# `SMALLEST_SCALE` is the smallest default box as a share of the input side (`None`: SSD's 0.1); make
+# it smaller when many of your signs are smaller than that (section 2's histogram shows how many).
 
 # %% tags=["parameters"]
 PROFILE = "cpu"
@@ -43,6 +45,7 @@ SIZES = None
 SEEDS = None
 EXAMPLE_FRAMES = 24  # the stand-in, when TARGET_DATA is None
 EXAMPLE_FRAME_SIZE = None
+SMALLEST_SCALE = None
 
 # %%
 import pandas as pd
@@ -77,7 +80,7 @@ seeds = list(SEEDS or profile.seeds)
 frame_size = EXAMPLE_FRAME_SIZE or 2 * profile.input_size
 target_data = TARGET_DATA or real_format_example("germany", EXAMPLE_FRAMES, frame_size).yolo
 base = RunConfig(profile=PROFILE, source_data=SOURCE_DATA, target_data=target_data, classes=CLASSES,
-                 num_target_images=1)
+                 num_target_images=1, smallest_scale=SMALLEST_SCALE)
 print(f"source: {base.source_data}\ntarget: {base.target_data}")
 parse_spec(base.target_data)
 
@@ -134,14 +137,14 @@ pd.DataFrame([{"target class": model_class, "your name": target_names[model_clas
 
 # %% [markdown]
 # Size decides what an SSD can find. In a tile at native resolution a sign keeps its pixels, so compare
-# box sides in pixels with two marks: the smallest default box (`FIRST_LAYER_SCALE` of the input side:
-# smaller signs are matched only through their best anchor) and the largest sign that lies whole in a
+# box sides in pixels with two marks: the smallest default box (`SMALLEST_SCALE`, by default SSD's
+# `FIRST_LAYER_SCALE`, of the input side: smaller signs are matched only through their best anchor) and the largest sign that lies whole in a
 # half-scale tile (the tiles' overlap, doubled: larger signs are cut in every tile). The source line
 # shows the sizes the source detector learned.
 
 # %%
 overlap = round(REAL_TILE_OVERLAP_SHARE * profile.input_size)
-marks = {"smallest default box": FIRST_LAYER_SCALE * profile.input_size,
+marks = {"smallest default box": (SMALLEST_SCALE or FIRST_LAYER_SCALE) * profile.input_size,
          "largest whole in a tile": overlap / min(REAL_TILE_SCALES)}
 figure = plot_box_sizes({f"source ({source_run.data})": source_pool, "target train": splits["train"],
                          "target val": splits["val"]}, marks)
@@ -277,7 +280,8 @@ else:
 print(f"{best['strategy']}, {best['num_target_images']} images, seed {best['seed']}: "
       f"val mAP@0.5 {best['val_map50']:.3f}")
 detector = load_detector(runs_dir(PROFILE) / best["checkpoint"])
-figure = show_tiled_detections(detector, splits["val"], score_threshold=0.3, max_images=4)
+figure = show_tiled_detections(detector, splits["val"], score_threshold=0.3, max_images=4,
+                               smallest_scale=SMALLEST_SCALE)
 save_figure(figure, "08_your_data_detections", FIGURES)
 
 # %% [markdown]
@@ -303,7 +307,8 @@ save_figure(figure, "08_your_data_detections", FIGURES)
 #    `supercategory` does). How many classes are left, and how does the zero-shot row change?
 # 3. Which share of your boxes lies below the smallest default box? Call `show_tiled_detections` with
 #    `scales=(2.0, 1.0, 0.5)` (tiles enlarged twice as well): are more small signs found, at what cost
-#    in tiles per frame (`tlutils.tiling.tile_grid`)?
+#    in tiles per frame (`tlutils.tiling.tile_grid`)? Or train with smaller default boxes instead:
+#    rerun with `SMALLEST_SCALE = 0.05` (new runs, new keys; the source detector is retrained with them).
 # 4. Add `"freeze:block3"` and `"two_stage"` to `STRATEGIES`: only the new runs train. Which strategies
 #    beat the zero-shot row, and by how much?
 # 5. In section 6, which classes does the zero-shot detector already find (AP above 0 at epoch 0)? Do

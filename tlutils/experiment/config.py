@@ -84,6 +84,10 @@ class RunConfig:
         evaluate_source: a target run also scores the source data's val split there
             (``source_map50``): what the transferred detector kept of the source (forgetting); for
             scratch, the reference of a detector that never saw it.
+        smallest_scale: the smallest default box (conv4_3's scale) as a fraction of the input side;
+            ``None``: SSD's 0.1 (:data:`tlutils.anchors.FIRST_LAYER_SCALE`, 16 px at the cpu profile's
+            160 px); smaller for signs smaller than that. A target run and its source run share it
+            (it changes the training targets, not the model), and so does every evaluation of the run.
         early_stopping: stop a run after this many evaluations without a better val mAP@0.5 than its
             best epoch's (``best_epoch`` column), scoring the stop epoch as a last epoch, and keep the
             best epoch's detector as ``best.keras``; ``None``: train the whole budget. Needs mAP at
@@ -113,6 +117,7 @@ class RunConfig:
     evaluate_test: bool = False
     evaluate_source: bool = False
     early_stopping: int | None = None
+    smallest_scale: float | None = None
 
     def __post_init__(self) -> None:
         from tlutils.data.specs import parse_spec
@@ -151,6 +156,8 @@ class RunConfig:
             raise ValueError(f"learning_rate must be a finite number > 0 or None, got {self.learning_rate!r}")
         if not 0 <= self.l2_regularization < float("inf"):
             raise ValueError(f"l2_regularization must be a finite number >= 0, got {self.l2_regularization!r}")
+        if self.smallest_scale is not None:
+            _check_smallest_scale(self)
         if self.cache_features:
             _check_feature_caching(self)
         _check_positive_int("early_stopping", self.early_stopping)
@@ -203,6 +210,7 @@ def source_config(config: RunConfig) -> RunConfig:
         stage="source", source_data=config.source_data, strategy=config.source_strategy,
         num_target_images=None, seed=config.source_seed, profile=config.profile, classes=config.classes,
         preprocessing=config.preprocessing, backbone_weights=config.backbone_weights,
+        smallest_scale=config.smallest_scale,
     )
 
 
@@ -229,6 +237,18 @@ def default_augmentation(config: RunConfig) -> str:
     if config.cache_features:
         return "none"
     return "photometric" if config.stage == "source" else "ssd"
+
+
+def _check_smallest_scale(config: RunConfig) -> None:
+    """``smallest_scale`` must be a number in ``(0, tlutils.anchors.MIN_SCALE]``; stored as a float, and
+    SSD's own 0.1 as ``None`` (one run, one key, however it was spelled)."""
+    from tlutils.anchors import FIRST_LAYER_SCALE, default_scales
+
+    if isinstance(config.smallest_scale, bool) or not isinstance(config.smallest_scale, (int, float)):
+        raise ValueError(f"smallest_scale must be a number or None, got {config.smallest_scale!r}")
+    default_scales(2, config.smallest_scale)  # ValueError when it would not be the smallest scale
+    scale = float(config.smallest_scale)
+    object.__setattr__(config, "smallest_scale", None if scale == FIRST_LAYER_SCALE else scale)
 
 
 def _check_feature_caching(config: RunConfig) -> None:

@@ -23,7 +23,7 @@ RUNNER_VERSION = 1
 #: Fields added after runs were made, with their "not set" value: they enter the key only when set, so
 #: every earlier run keeps its key (and its stored results).
 KEYED_ONLY_WHEN_SET = {"cache_features": False, "evaluate_test": False, "evaluate_source": False,
-                       "early_stopping": None}
+                       "early_stopping": None, "smallest_scale": None}
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ class ResolvedRun:
         source_run_key: the key of the source run a target run starts from, else ``None``.
         pretrained_key: the key of the pretrained file a ``classifier`` / ``detector`` start loads
             (:func:`pretrain_config`), else ``None``.
+        smallest_scale: ``RunConfig.smallest_scale``, ``None`` for SSD's 0.1 (so runs made before the
+            field keep their keys).
         config: the configuration this was resolved from (not part of the key).
     """
 
@@ -81,6 +83,7 @@ class ResolvedRun:
     evaluate_test: bool = False
     evaluate_source: bool = False
     early_stopping: int | None = None
+    smallest_scale: float | None = None
     world_seeds: dict[str, int] = field(default_factory=lambda: dict(WORLD_SEEDS))
     runner_version: int = RUNNER_VERSION
     config: RunConfig | None = field(default=None, compare=False, repr=False)
@@ -175,7 +178,7 @@ def resolve(config: RunConfig) -> ResolvedRun:
         pretrained_key=pretrain.key if (pretrain := pretrain_config(config)) is not None else None,
         cache_features=config.cache_features, evaluate_test=config.evaluate_test,
         evaluate_source=config.evaluate_source, early_stopping=config.early_stopping,
-        config=config,
+        smallest_scale=config.smallest_scale, config=config,
     )
 
 

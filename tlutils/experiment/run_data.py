@@ -167,7 +167,7 @@ def build_data(resolved: ResolvedRun, detector: "keras.Model", pool: "DetectionD
     train_set = pool if resolved.stage == "source" else subset(pool, resolved.num_target_images, resolved.seed)
     val_set = load_split(resolved.data, "val", resolved.classes, resolved.num_val_images, size, data_dir)
     label_map, class_names, _ = label_maps(pool)
-    anchors = np.asarray(generate_anchors(anchor_config_for(detector)), dtype=np.float32)
+    anchors = np.asarray(generate_anchors(anchor_config_for(detector, resolved.smallest_scale)), dtype=np.float32)
     if synth:
         train_data, train_augmenter, val_data = train_set, augmenter(resolved.augmentation, size), val_set
     else:

@@ -119,6 +119,7 @@ def cli_grid(args: Any) -> tuple[dict[str, list[Any]], RunConfig]:
                      evaluate_test=getattr(args, "evaluate_test", False),
                      evaluate_source=getattr(args, "evaluate_source", False),
                      early_stopping=getattr(args, "early_stopping", None),
+                     smallest_scale=getattr(args, "smallest_scale", None),
                      source_data=getattr(args, "source_data", None) or RunConfig.source_data,
                      classes=getattr(args, "classes", None) or RunConfig.classes)
     return grid, base

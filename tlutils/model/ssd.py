@@ -282,7 +282,7 @@ def num_classes_of(model: keras.Model) -> int:
     return int(_get_layer(model, "class_logits").output.shape[-1]) - 1
 
 
-def anchor_config_for(model: keras.Model, smallest_scale: float = FIRST_LAYER_SCALE) -> AnchorConfig:
+def anchor_config_for(model: keras.Model, smallest_scale: float | None = None) -> AnchorConfig:
     """The default boxes matching ``model``: its input size and its prediction layers' real feature maps.
 
     ``config.num_anchors`` equals the model's anchor axis ``A`` for every input size, square or not.
@@ -295,8 +295,8 @@ def anchor_config_for(model: keras.Model, smallest_scale: float = FIRST_LAYER_SC
     Args:
         model: an SSD from :func:`build_ssd_vgg16`.
         smallest_scale: the first prediction layer's (conv4_3's) scale, a fraction of the input's
-            shorter side: the smallest default box. The default, ``FIRST_LAYER_SCALE`` = 0.1 (SSD300's
-            30 px), gives the boxes the model has always had; a smaller one suits objects smaller than
+            shorter side: the smallest default box. ``None`` means ``FIRST_LAYER_SCALE`` = 0.1 (SSD300's
+            30 px), the boxes the model has always had; a smaller one suits objects smaller than
             ``0.1 x`` the input (``default_scales`` gives the whole ladder). Train and evaluate with
             the same value: it changes the targets, not the model.
 
@@ -305,6 +305,7 @@ def anchor_config_for(model: keras.Model, smallest_scale: float = FIRST_LAYER_SC
             differ from the anchor config's, or ``smallest_scale`` is out of range.
     """
     image_size, sizes = input_size_of(model), feature_map_sizes(model)
+    smallest_scale = FIRST_LAYER_SCALE if smallest_scale is None else smallest_scale
     ssd300 = AnchorConfig.ssd300()
     if (image_size, sizes) == (ssd300.image_size, ssd300.feature_map_sizes):
         config = replace(ssd300, scales=default_scales(len(sizes), smallest_scale))  # ssd300 by default

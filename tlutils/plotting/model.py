@@ -121,7 +121,8 @@ def plot_matched_anchors(image: np.ndarray, gt_boxes: np.ndarray, anchors: np.nd
 
 
 def show_detections(detector: Any, dataset: Any, score_threshold: float = 0.3, max_images: int = 6,
-                    columns: int = 3, panel_size: float = 3.0, max_per_image: int = 10):
+                    columns: int = 3, panel_size: float = 3.0, max_per_image: int = 10,
+                    smallest_scale: float | None = None):
     """The detector's detections (lime, ``class score``) and the ground truth (white, dashed) on a few images.
 
     Args:
@@ -132,6 +133,8 @@ def show_detections(detector: Any, dataset: Any, score_threshold: float = 0.3, m
         score_threshold: detections scoring below this are not drawn (mAP uses all of them).
         max_per_image: at most this many detections are drawn per image, the best first (an untrained
             detector has hundreds above any threshold).
+        smallest_scale: the smallest default box the detector was trained with (its run's
+            ``RunConfig.smallest_scale``; ``None``: SSD's 0.1): its boxes are decoded against those anchors.
     """
     from tlutils.anchors import generate_anchors
     from tlutils.data.pipeline import DetectionSequence, ground_truths_for_eval, make_label_map
@@ -139,7 +142,7 @@ def show_detections(detector: Any, dataset: Any, score_threshold: float = 0.3, m
     from tlutils.model import anchor_config_for
 
     records = dataset[:max_images]
-    anchors = generate_anchors(anchor_config_for(detector))
+    anchors = generate_anchors(anchor_config_for(detector, smallest_scale))
     size = int(detector.input_shape[1])
     label_map = make_label_map(dataset.classes)
     names = {model_class: dataset.classes[class_id] for class_id, model_class in label_map.items()}
@@ -166,7 +169,8 @@ def show_detections(detector: Any, dataset: Any, score_threshold: float = 0.3, m
 def show_tiled_detections(detector: Any, records: Sequence[Any], class_names: dict[int, str] | None = None,
                           score_threshold: float = 0.3, max_images: int = 4, columns: int = 2,
                           panel_size: float = 4.5, max_per_image: int = 20, overlap: float | None = None,
-                          scales: Sequence[float] | None = None, show_tiles: bool = True):
+                          scales: Sequence[float] | None = None, show_tiles: bool = True,
+                          smallest_scale: float | None = None):
     """Detections on **whole frames** by tiled inference (``tlutils.tiling.detect_tiled``): detections in lime
     (``class score``), ground truth in white (dashed), the tiles of the first scale in faint yellow.
 
@@ -185,6 +189,7 @@ def show_tiled_detections(detector: Any, records: Sequence[Any], class_names: di
         overlap, scales: the tiles (``tlutils.tiling.tile_grid``); ``None``: what the runner evaluates real
             data with (``tlutils.experiment.run_data.REAL_TILE_SCALES``, an overlap of
             ``REAL_TILE_OVERLAP_SHARE`` of the input side).
+        smallest_scale: the smallest default box the detector was trained with (see :func:`show_detections`).
     """
     from tlutils.anchors import generate_anchors
     from tlutils.data.pipeline import make_label_map
@@ -203,7 +208,7 @@ def show_tiled_detections(detector: Any, records: Sequence[Any], class_names: di
     size = int(detector.input_shape[1])
     overlap = round(REAL_TILE_OVERLAP_SHARE * size) if overlap is None else overlap
     scales = tuple(REAL_TILE_SCALES if scales is None else scales)
-    anchors = np.asarray(generate_anchors(anchor_config_for(detector)), dtype=np.float32)
+    anchors = np.asarray(generate_anchors(anchor_config_for(detector, smallest_scale)), dtype=np.float32)
     aspect = frames[0].height / frames[0].width
     figure, axes = _subplots(len(frames), columns, panel_size, panel_size * aspect + 0.3)
     for ax, record in zip(axes, frames):
