@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tlutils.anchors import AnchorConfig, generate_anchors
+from tlutils.anchors import FIRST_LAYER_SCALE, AnchorConfig, generate_anchors
 from tlutils.data.augment import Augmenter
 from tlutils.data.pipeline import DetectionSequence
 from tlutils.evaluation import MAP_METRIC
@@ -323,10 +323,21 @@ def test_every_run_keeps_its_per_class_table(runs, results_dir):
 
 
 def test_a_table_written_before_the_metric_column_loads(runs, results_dir, tmp_path):
-    table = pd.read_csv(results_dir / "results.csv").drop(columns=["map_metric"])
+    table = pd.read_csv(results_dir / "results.csv").drop(columns=["map_metric", "smallest_scale"])
     table.to_csv(tmp_path / "results.csv", index=False)
     loaded = load_results(tmp_path)
     assert len(loaded) == len(table) and set(loaded["map_metric"]) == {MAP_METRIC}
+    assert set(loaded["smallest_scale"]) == {FIRST_LAYER_SCALE}, "every run before the parameter had SSD's boxes"
+
+
+def test_a_runs_rows_record_its_smallest_default_box(runs, results_dir, data_dir, tmp_path):
+    default = load_results(results_dir)
+    assert set(default["smallest_scale"]) == {FIRST_LAYER_SCALE}
+    rows = run(target("scratch").replace(smallest_scale=0.05), tmp_path, data_dir=data_dir, verbose=0)
+    assert set(rows["smallest_scale"]) == {0.05} and rows["run_key"].iloc[0] not in set(default["run_key"])
+    scratch = default[(default["strategy"] == "scratch") & (default["stage"] == "target")]
+    summary = summarize(pd.concat([scratch, load_results(tmp_path)]))  # one seed of each: never averaged
+    assert sorted(summary["smallest_scale"]) == [0.05, FIRST_LAYER_SCALE] and set(summary["num_seeds"]) == {1}
 
 
 @pytest.mark.parametrize("strategy", [on_both_backends(strategy) for strategy in STRATEGIES])

@@ -20,14 +20,14 @@ if TYPE_CHECKING:
 #: different experiments (not seeds of one); :func:`summarize` never averages across them.
 COMPARABILITY_COLUMNS = ("data", "data_fingerprint", "classes", "profile", "optimizer", "schedule",
                          "l2_regularization", "preprocessing", "total_steps", "map_metric", "augmentation",
-                         "cache_features", "evaluate_test", "evaluate_source")
+                         "cache_features", "evaluate_test", "evaluate_source", "smallest_scale")
 
 #: Columns of the results table, in order; one row per run and epoch.
 RESULT_COLUMNS: tuple[str, ...] = (
     "run_key", "stage", "country", "data", "data_fingerprint", "classes", "strategy", "num_target_images", "seed",
     "profile",
     "optimizer", "learning_rate", "schedule", "l2_regularization", "preprocessing", "total_steps",
-    "augmentation", "cache_features", "evaluate_test", "evaluate_source",
+    "augmentation", "cache_features", "evaluate_test", "evaluate_source", "smallest_scale",
     "epoch", "step", "phase", "phase_learning_rate",
     "loss", "localization", "confidence", "regularization", "num_positives",
     "val_loss", "val_localization", "val_confidence", "val_map50", "map_metric", "coco_map",
@@ -110,6 +110,10 @@ def load_results(path: str | os.PathLike) -> "pd.DataFrame":
         from tlutils.evaluation import MAP_METRIC  # (here only: it imports the backend) was always this one
 
         table["map_metric"] = MAP_METRIC
+    if "smallest_scale" not in table.columns:  # written before it was a parameter: SSD's, always
+        from tlutils.anchors import FIRST_LAYER_SCALE
+
+        table["smallest_scale"] = FIRST_LAYER_SCALE
     missing = [column for column in RESULT_COLUMNS if column not in table.columns]
     if missing:
         raise ValueError(f"{path}: not a tlutils results table, columns {missing} are missing")
@@ -208,7 +212,9 @@ def ordered_strategies(labels: Iterable[str]) -> list[str]:
 
 
 def final_epochs(results: "pd.DataFrame") -> "pd.DataFrame":
-    """The last epoch's row of every run (``run_key``)."""
+    """The last epoch's row of every run (``run_key``), also of tables concatenated with their indexes
+    (``pd.concat`` of two results tables repeats row labels: one label would pick several rows)."""
+    results = results.reset_index(drop=True)
     return results.loc[results.groupby("run_key")["epoch"].idxmax()].reset_index(drop=True)
 
 

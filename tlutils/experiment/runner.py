@@ -295,11 +295,13 @@ class Training:
 
     def _row(self, epoch: int, logs: Mapping[str, Any], scores: Mapping[str, Any], train_seconds: float,
              eval_seconds: float) -> dict[str, Any]:
+        from tlutils.anchors import FIRST_LAYER_SCALE
         from tlutils.evaluation import MAP_METRIC, VAL_LOSS_TERMS
 
         phase, resolved = self.per_epoch[max(epoch, 0)], self.resolved
         return {
             **{name: getattr(resolved, name) for name in CONFIG_COLUMNS},
+            "smallest_scale": FIRST_LAYER_SCALE if resolved.smallest_scale is None else resolved.smallest_scale,
             "run_key": resolved.key,
             "epoch": epoch + 1, "step": (epoch + 1) * resolved.steps_per_epoch, "phase": phase.name,
             "phase_learning_rate": phase.learning_rate,
