@@ -120,3 +120,20 @@ def test_freeze_options_map_to_strategies():
     assert "heads" not in FREEZE_OPTIONS
     with pytest.raises(ValueError, match="freeze point"):
         strategy_for("heads")
+
+
+def test_the_explorer_trains_on_a_real_target_given_as_a_data_spec(tmp_path):
+    """A COCO export as the target: the run trains on it, and its val frames are shown whole (tiled)."""
+    from tlutils.data.export import real_format_example
+    from tlutils.experiment import RunConfig
+
+    coco = real_format_example("germany", 24, 192, data_dir=tmp_path / "mine").coco
+    explorer = TransferExplorer(profile="ci", target_data=coco, results_dir=tmp_path / "runs",
+                                data_dir=tmp_path / "data", train_epochs=1, shown_images=1)
+    spec = RunConfig(target_data=coco, num_target_images=1).target_data
+    assert explorer.config().target_data == spec and explorer.config().source_data == "synth:belgium"
+    assert explorer.country == "coco-coco" and explorer.browse_country.value == "coco-coco"
+    explorer.freeze_point.value = "extras"
+    explorer.train_button.click()
+    assert set(explorer.last_results["data"]) == {spec}
+    assert bytes(explorer.detections.value).startswith(PNG)

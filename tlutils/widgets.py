@@ -28,8 +28,9 @@ from typing import Any, Callable
 
 import ipywidgets as widgets
 
-from tlutils.data import synth_dataset
 from tlutils.experiment import RunConfig, load_results, resolve, run, source_config, summarize
+from tlutils.experiment.config import SOURCE_DATA
+from tlutils.experiment.datasets import is_synth, label, load_split
 from tlutils.plotting.core import label_of
 from tlutils.profiles import get_profile
 from tlutils.transfer import training_plan
@@ -100,6 +101,9 @@ class TransferExplorer:
     Args:
         profile: run profile name (``tlutils.profiles``): model size, data and the source detector.
         country: the target country; default the profile's nearest.
+        source_data, target_data: data specs (``tlutils.data.specs``) of the source detector's data and
+            of the target, instead of the sign world's Belgium and ``country``; real frames are shown
+            with their detections found tile by tile (``tlutils.plotting.show_tiled_detections``).
         l2_regularization: the L2 penalty of the runs (notebook 05's study uses 0.0005).
         train_epochs: evaluation epochs of a Train run (each ``target_steps / target_epochs`` steps of the
             profile): a short run. Browse shows the study's full-budget runs only.
@@ -124,17 +128,19 @@ class TransferExplorer:
 
     def __init__(self, profile: str = "cpu", country: str | None = None, l2_regularization: float = 0.0,
                  train_epochs: int = 2, results_dir: str | os.PathLike | None = None,
-                 data_dir: str | os.PathLike | None = None, shown_images: int = 3, score_threshold: float = 0.3):
+                 data_dir: str | os.PathLike | None = None, shown_images: int = 3, score_threshold: float = 0.3,
+                 source_data: str = SOURCE_DATA, target_data: str | None = None):
         from tlutils.paths import runs_dir
 
         self.profile = get_profile(profile)
-        self.country = country or self.profile.countries[0]
         if train_epochs < 1:
             raise ValueError(f"train_epochs must be >= 1, got {train_epochs}")
         self.steps_per_epoch = max(1, self.profile.target_steps // self.profile.target_epochs)
         self.train_steps = train_epochs * self.steps_per_epoch
-        self.base = RunConfig(profile=self.profile.name, target_data=self.country,
+        target = target_data or country or self.profile.countries[0]
+        self.base = RunConfig(profile=self.profile.name, target_data=target, source_data=source_data,
                               num_target_images=min(self.profile.target_sizes), l2_regularization=l2_regularization)
+        self.country = label(self.base.target_data)  # the results table's name of the target
         self.results_dir = Path(results_dir) if results_dir is not None else runs_dir(self.profile.name)
         self.data_dir = data_dir
         self.shown_images = shown_images
@@ -179,8 +185,8 @@ class TransferExplorer:
                                         self.detections])
 
     def _build_browse_tab(self) -> None:
-        self.browse_country = widgets.Dropdown(options=list(self.profile.countries), value=self.country,
-                                               description="country")
+        countries = list(dict.fromkeys([*self.profile.countries, self.country]))
+        self.browse_country = widgets.Dropdown(options=countries, value=self.country, description="country")
         self.browse_metric = widgets.Dropdown(options=[(label_of(metric), metric) for metric in BROWSE_METRICS],
                                               value="val_map50", description="metric")
         self.browse_plot = widgets.Image(format="png")
@@ -280,14 +286,17 @@ class TransferExplorer:
         self.curves.value = figure_png(plot_history(rows, metrics=metrics, hue=None))
 
     def _draw_detections(self, rows: Any) -> None:
-        from tlutils.plotting import show_detections
+        from tlutils.plotting import show_detections, show_tiled_detections
         from tlutils.transfer import load_detector
 
         detector = load_detector(self.results_dir / str(rows["checkpoint"].iloc[-1]))
-        val_set = synth_dataset(self.country, "val", self.profile.num_val_images, self.profile.input_size,
-                                self.data_dir)
-        self.detections.value = figure_png(show_detections(detector, val_set, score_threshold=self.score_threshold,
-                                                           max_images=self.shown_images))
+        options = dict(score_threshold=self.score_threshold, max_images=self.shown_images,
+                       smallest_scale=self.base.smallest_scale)
+        spec = self.base.target_data
+        val_set = load_split(spec, "val", self.base.classes, self.profile.num_val_images, self.profile.input_size,
+                             self.data_dir)
+        show = show_detections if is_synth(spec) else show_tiled_detections  # real: whole frames, as scored
+        self.detections.value = figure_png(show(detector, val_set, **options))
 
     # -- Browse -----------------------------------------------------------------------------------
 

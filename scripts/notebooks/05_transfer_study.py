@@ -26,7 +26,10 @@
 # ## Parameters
 #
 # `None` means "the profile's": countries, numbers of target images and seeds come from
-# `tlutils.profiles` so that every notebook of a profile shares the same runs. `L2_REGULARIZATION`
+# `tlutils.profiles` so that every notebook of a profile shares the same runs. `SOURCE_DATA` and
+# `TARGET_DATA` take data specs (`tlutils.data.specs`) instead of the sign world: e.g.
+# `TARGET_DATA = ["gtsdb:/data/FullIJCNN2013"]` runs the same study on real German frames (notebook 08
+# checks such data first). `L2_REGULARIZATION`
 # puts ssd_keras' `l2(0.0005)` penalty into the loss, as in the setting notebook 06 diagnoses; it
 # changes the logged loss, and notebook 06 reads these very runs.
 
@@ -34,6 +37,8 @@
 PROFILE = "cpu"
 STRATEGIES = ["scratch", "freeze:block3", "finetune", "two_stage", "head_only"]
 COUNTRIES = None
+SOURCE_DATA = "synth:belgium"
+TARGET_DATA = None  # a list of data specs; None: COUNTRIES of the sign world
 NUM_TARGET_IMAGES = None
 SEEDS = None
 FREEZE_DEPTHS = ["freeze:block5", "freeze:fc"]  # added to STRATEGIES for the depth curve
@@ -52,6 +57,7 @@ import pandas as pd
 
 from tlutils.experiment import RunConfig, resolve, summarize, sweep
 from tlutils.experiment import expand_grid, load_results, run_key
+from tlutils.experiment.datasets import label
 from tlutils.experiment.results import budget_views
 from tlutils.experiment.claims import change_sentence, rank_agreement, rate_confound, setting_verdicts
 from tlutils.experiment.selection import learning_rate_table
@@ -63,10 +69,13 @@ from tlutils.transfer import training_plan, valid_strategies
 
 profile = get_profile(PROFILE)
 FIGURES = course_figures_dir(PROFILE)
-countries = list(COUNTRIES or profile.countries)
+targets = list(TARGET_DATA or COUNTRIES or profile.countries)
+countries = [label(spec) for spec in targets]  # how the results table names them ("country")
 sizes = list(NUM_TARGET_IMAGES or profile.target_sizes)
 seeds = list(SEEDS or profile.seeds)
-base = RunConfig(profile=PROFILE, num_target_images=sizes[0], l2_regularization=L2_REGULARIZATION)
+base = RunConfig(profile=PROFILE, num_target_images=sizes[0], l2_regularization=L2_REGULARIZATION,
+                 source_data=SOURCE_DATA)
+data_options = f"--source-data {base.source_data} --target-data {' '.join(targets)}"  # for the commands below
 print("strategies you can name:", ", ".join(valid_strategies()))
 print(f"{len(STRATEGIES)} strategies x {len(countries)} countries x {len(sizes)} sizes x {len(seeds)} seeds "
       f"= {len(STRATEGIES) * len(countries) * len(sizes) * len(seeds)} runs of {resolve(base).total_steps} steps")
@@ -99,7 +108,7 @@ pd.DataFrame([{"strategy": strategy, "phase": phase.name, "steps": phase.steps, 
 # nothing. With the `cpu` profile this is the long cell of the course.
 
 # %%
-grid = {"country": countries, "strategy": STRATEGIES, "num_target_images": sizes, "seed": seeds}
+grid = {"country": targets, "strategy": STRATEGIES, "num_target_images": sizes, "seed": seeds}
 results = sweep(grid, base=base)
 target = results[results["stage"] == "target"]
 summary = summarize(target)
@@ -162,7 +171,7 @@ for country, setting in largest.groupby("country"):
 # (right), with scratch as the dashed reference.
 
 # %%
-depth_grid = {"country": countries[:1], "strategy": FREEZE_DEPTHS, "num_target_images": sizes[-1:], "seed": seeds}
+depth_grid = {"country": targets[:1], "strategy": FREEZE_DEPTHS, "num_target_images": sizes[-1:], "seed": seeds}
 depth_results = pd.concat([target, sweep(depth_grid, base=base)], ignore_index=True)
 depth_summary = summarize(depth_results[(depth_results["country"] == countries[0])
                                        & (depth_results["num_target_images"] == sizes[-1])])
@@ -210,15 +219,15 @@ print(rank_agreement(final_few_shot.groupby("strategy")[["loss", "val_map50"]].m
 
 # %%
 if LEARNING_RATES:
-    rate_grid = {"country": countries, "strategy": RATE_STRATEGIES, "num_target_images": sizes[-1:],
+    rate_grid = {"country": targets, "strategy": RATE_STRATEGIES, "num_target_images": sizes[-1:],
                  "seed": seeds, "learning_rate": list(LEARNING_RATES)}
     sweep(rate_grid, base=base.replace(evaluate_test=True, evaluate_source=True))
 rates = learning_rate_table(load_results(runs_dir(PROFILE)), default_rate=profile.learning_rate)
 rates = rates[rates["l2_regularization"] == L2_REGULARIZATION] if not rates.empty else rates
 if rates.empty:
     print("no learning-rate sweep with a test split in the results table yet: set LEARNING_RATES, or run\n"
-          f"  tlutils sweep --profile {PROFILE} --strategies {' '.join(RATE_STRATEGIES)} --num-target-images "
-          f"{sizes[-1]} --seeds {' '.join(map(str, seeds))} --learning-rates 3e-4 1e-3 3e-3 --evaluate-test "
+          f"  tlutils sweep --profile {PROFILE} {data_options} --strategies {' '.join(RATE_STRATEGIES)} "
+          f"--num-target-images {sizes[-1]} --seeds {' '.join(map(str, seeds))} --learning-rates 3e-4 1e-3 3e-3 --evaluate-test "
           f"--evaluate-source --l2-regularization {L2_REGULARIZATION}")
 else:
     for (country, images), setting in rates.groupby(["country", "num_target_images"]):
@@ -240,7 +249,7 @@ rates.filter(["country", "num_target_images", "strategy", "learning_rate", "rate
 
 # %%
 long_steps = (LONG_BUDGET or 4) * profile.target_steps
-long_grid = {"country": countries, "strategy": RATE_STRATEGIES, "num_target_images": sizes[-1:], "seed": seeds}
+long_grid = {"country": targets, "strategy": RATE_STRATEGIES, "num_target_images": sizes[-1:], "seed": seeds}
 long_base = base.replace(total_steps=long_steps, steps_per_epoch=profile.target_steps)  # evaluated at the short budget too
 if LONG_BUDGET:
     sweep(long_grid, base=long_base)
@@ -248,8 +257,8 @@ table = load_results(runs_dir(PROFILE))
 long_runs = table[table["run_key"].isin({run_key(config) for config in expand_grid(long_grid, long_base)})]
 if long_runs.empty:
     print(f"no runs of {long_steps} steps in the results table yet: set LONG_BUDGET = {long_steps // profile.target_steps}, "
-          f"or run  tlutils sweep --profile {PROFILE} --strategies {' '.join(RATE_STRATEGIES)} --num-target-images "
-          f"{sizes[-1]} --seeds {' '.join(map(str, seeds))} --total-steps {long_steps} --steps-per-epoch "
+          f"or run  tlutils sweep --profile {PROFILE} {data_options} --strategies {' '.join(RATE_STRATEGIES)} "
+          f"--num-target-images {sizes[-1]} --seeds {' '.join(map(str, seeds))} --total-steps {long_steps} --steps-per-epoch "
           f"{profile.target_steps} --l2-regularization {L2_REGULARIZATION}")
 else:
     for view, summary_of_view in budget_views(long_runs, profile.target_steps).items():

@@ -27,11 +27,15 @@
 # `TRAIN_EPOCHS` sets the budget of a Train run in evaluation epochs of the profile (60 steps each on
 # the `cpu` profile: a run takes one to two minutes on a laptop CPU). `L2_REGULARIZATION` is notebook
 # 05's, so that the browse tab shows the same study and identical settings are read back instead of
-# trained again.
+# trained again. `SOURCE_DATA` and `TARGET_DATA` take data specs (`tlutils.data.specs`, as in notebooks
+# 05 and 08) instead of the sign world: e.g. `TARGET_DATA = "gtsdb:/data/FullIJCNN2013"` explores real
+# German frames, shown whole with the detections found tile by tile.
 
 # %% tags=["parameters"]
 PROFILE = "cpu"
 COUNTRY = None  # None: the profile's nearest target country
+SOURCE_DATA = "synth:belgium"
+TARGET_DATA = None  # a data spec; None: COUNTRY of the sign world
 TRAIN_EPOCHS = 2
 L2_REGULARIZATION = 0.0005
 
@@ -40,8 +44,8 @@ from IPython.display import Image, display
 
 from tlutils.widgets import TransferExplorer
 
-explorer = TransferExplorer(profile=PROFILE, country=COUNTRY, l2_regularization=L2_REGULARIZATION,
-                            train_epochs=TRAIN_EPOCHS)
+explorer = TransferExplorer(profile=PROFILE, country=COUNTRY, source_data=SOURCE_DATA, target_data=TARGET_DATA,
+                            l2_regularization=L2_REGULARIZATION, train_epochs=TRAIN_EPOCHS)
 
 # %% [markdown]
 # ## The explorer
