@@ -26,10 +26,11 @@ install: $(VENV)/.installed
 ## The whole suite: everything on TensorFlow, then test-jax beside the notebooks on TensorFlow. Those
 ## two each keep about one core busy (run side by side on a 2-core EPYC: the JAX tests 247 CPU-s in
 ## 244 s, the ci course 236 CPU-s in 255 s; tiny models, single-threaded tracing and compiling), so
-## they run side by side, whole lines interleaved (timings in docs/performance.md).
+## they run side by side, their output live and interleaved, test-jax's lines marked "[jax]"
+## (timings in docs/performance.md).
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile tests
-	$(MAKE) -j2 --output-sync=line test-jax test-notebooks
+	$(MAKE) -j2 test-jax test-notebooks
 
 ## On JAX: the keras.ops core and one case of each kind of backend-sensitive runner test (marker
 ## "backends": crash safety, resume, batch order, freezing, weight transfer, finetune, two_stage, a real-
@@ -40,10 +41,11 @@ test: $(VENV)/.installed
 ## (The tests stay in one process: two workers were slower.)
 JAX_NOTEBOOKS ?= 04
 test-jax: $(VENV)/.installed
-	work=$$(mktemp -d -t tlutils-jax.XXXXXX) && trap 'rm -rf "$$work"' EXIT && \
+	set -o pipefail; ( work=$$(mktemp -d -t tlutils-jax.XXXXXX) && trap 'rm -rf "$$work"' EXIT && \
 	export KERAS_BACKEND=jax JAX_COMPILATION_CACHE_DIR="$$work/xla" JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0.2 && \
 	$(PY) -m pytest -q -p no:cacheprovider -m "core or backends" tests && \
-	TLUTILS_ROOT="$$work/root" $(PY) -m tlutils.cli course --profile ci --no-estimate --only $(JAX_NOTEBOOKS)
+	TLUTILS_ROOT="$$work/root" $(PY) -m tlutils.cli course --profile ci --no-estimate --only $(JAX_NOTEBOOKS) \
+	) 2>&1 | sed -u 's/^/[jax] /'
 
 ## The same tests on PyTorch (not part of make test: torch is no dependency; install a CPU build of
 ## torch into .venv first). The whole ci course runs on it too, e.g. in a fresh folder (else the runs

@@ -186,6 +186,24 @@ def test_summarize_keeps_runs_that_differ_in_more_than_the_seed_apart():
     assert summary.loc[0.0005, "val_map50_mean"] == pytest.approx(0.2)
 
 
+def test_summarize_never_averages_transfers_from_two_sources():
+    rows = [dict(run_key=f"k-{source}", stage="target", country="usa", strategy="finetune", num_target_images=50,
+                 seed=0, learning_rate=1e-4, epoch=1, source_data=source, val_map50=value, epoch_seconds=1.0)
+            for source, value in (("synth:belgium", 0.3), ("synth:sweden", 0.5))]
+    assert sorted(summarize(pd.DataFrame(rows))["val_map50_mean"]) == [0.3, 0.5]
+
+
+def test_study_targets_take_one_spec_a_list_or_the_countries():
+    from tlutils.experiment.sweeps import study_targets
+
+    assert study_targets("synth:usa", ["germany"], "ci") == ["synth:usa"]  # papermill -p passes one string
+    assert study_targets(["usa", "synth:sweden"], None, "ci") == ["usa", "synth:sweden"]
+    assert study_targets(None, ["sweden"], "ci") == ["sweden"]
+    assert study_targets(None, None, "ci") == list(CI.countries)
+    with pytest.raises(ValueError, match="share the results table's name"):  # both are "coco-coco"
+        study_targets(["coco:/a/coco/annotations.json", "coco:/b/coco/annotations.json"], None, "ci")
+
+
 # --- the training batches ------------------------------------------------------------------------
 
 
@@ -328,6 +346,15 @@ def test_a_table_written_before_the_metric_column_loads(runs, results_dir, tmp_p
     loaded = load_results(tmp_path)
     assert len(loaded) == len(table) and set(loaded["map_metric"]) == {MAP_METRIC}
     assert set(loaded["smallest_scale"]) == {FIRST_LAYER_SCALE}, "every run before the parameter had SSD's boxes"
+
+
+def test_a_table_written_before_the_source_data_column_reads_it_from_its_source_runs(runs, results_dir, tmp_path):
+    table = load_results(results_dir)
+    transfers = table["source_run_key"].notna()
+    assert set(table.loc[transfers, "source_data"]) == {"synth:belgium"}
+    assert table.loc[~transfers, "source_data"].isna().all()
+    pd.read_csv(results_dir / "results.csv").drop(columns=["source_data"]).to_csv(tmp_path / "results.csv", index=False)
+    assert load_results(tmp_path)["source_data"].fillna("-").tolist() == table["source_data"].fillna("-").tolist()
 
 
 def test_a_runs_rows_record_its_smallest_default_box(runs, results_dir, data_dir, tmp_path):

@@ -103,6 +103,20 @@ def test_notebook_05s_rate_and_budget_sections_plan_their_runs_only_when_asked()
                                                                                     cpu.target_steps)}
 
 
+def test_the_plan_of_notebooks_05_07_and_08_follows_their_data_and_anchor_parameters():
+    cpu = planning.get_profile("cpu")
+    study = notebook_parameters(REPO_ROOT / "notebooks" / "05_transfer_study.ipynb")
+    configs = planning.NOTEBOOK_RUNS["05_transfer_study"](
+        {**study, "SOURCE_DATA": "synth:sweden", "TARGET_DATA": "synth:usa"}, cpu)
+    assert {(config.source_data, config.target_data) for config in configs} == {("synth:sweden", "synth:usa")}
+    explorer = notebook_parameters(REPO_ROOT / "notebooks" / "07_interactive_explorer.ipynb")
+    [config] = planning.NOTEBOOK_RUNS["07_interactive_explorer"]({**explorer, "TARGET_DATA": "synth:usa"}, cpu)
+    assert config.target_data == "synth:usa"
+    own = notebook_parameters(REPO_ROOT / "notebooks" / "08_your_own_data.ipynb")
+    configs = planning.NOTEBOOK_RUNS["08_your_own_data"]({**own, "SMALLEST_SCALE": 0.05}, cpu)
+    assert {config.smallest_scale for config in configs} == {0.05}
+
+
 def test_notebook_08_trains_the_sizes_its_train_split_holds():
     # cpu asks for 10 and 50 target images; the stand-in's 24 frames leave 17 for training, so only 10;
     # 6 frames leave 4 (split 0.7 : 0.15 : 0.15 within an image), fewer than any size: all 4 then

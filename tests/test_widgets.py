@@ -84,7 +84,8 @@ def _study_table(explorer: TransferExplorer, budget: int) -> pd.DataFrame:
     for index, (strategy, images, value) in enumerate([("scratch", 10, 0.1), ("scratch", 50, 0.3),
                                                         ("finetune", 10, 0.4), ("finetune", 50, 0.5)]):
         rows.append({column: None for column in RESULT_COLUMNS} | {
-            "run_key": f"key{index}", "stage": "target", "country": "germany", "strategy": strategy,
+            "run_key": f"key{index}", "stage": "target", "country": "germany", "data": "synth:germany",
+            "source_data": None if strategy == "scratch" else "synth:belgium", "strategy": strategy,
             "num_target_images": images, "seed": 0, "profile": "ci", **study, "total_steps": budget, "epoch": 1,
             "step": budget, "checkpoint": f"runs/key{index}/detector.keras",
             "val_map50": value, "coco_map": value / 2, "val_loss": 1.0, "loss": 2.0, "epoch_seconds": 1.0})
@@ -95,12 +96,14 @@ def test_browse_shows_only_runs_comparable_with_the_study(tmp_path):
     explorer = TransferExplorer(profile="ci", results_dir=tmp_path, data_dir=tmp_path / "data")
     study = _study_table(explorer, budget=explorer.profile.target_steps)
     other = _study_table(explorer, budget=8).assign(run_key=lambda t: "short" + t["run_key"], val_map50=0.9)
-    pd.concat([study, other]).to_csv(tmp_path / "results.csv", index=False)
+    swedish = study[study["strategy"] == "finetune"].assign(run_key=lambda t: "sweden" + t["run_key"],
+                                                             source_data="synth:sweden", coco_map=0.95)
+    pd.concat([study, other, swedish]).to_csv(tmp_path / "results.csv", index=False)
     explorer.browse_metric.value = "coco_map"  # a change of a control redraws at once
     assert bytes(explorer.browse_plot.value).startswith(PNG)
     summary = explorer.browse()
     assert set(summary["strategy"]) == {"scratch", "finetune"}
-    assert summary["num_seeds"].max() == 1, "the short runs were not averaged in as further seeds"
+    assert summary["num_seeds"].max() == 1, "the short runs and another source's were not averaged in as seeds"
     finetune_50 = summary[(summary["strategy"] == "finetune") & (summary["num_target_images"] == 50)]
     assert finetune_50["coco_map_mean"].item() == pytest.approx(0.25)
     assert "finetune" in explorer.browse_table.value
@@ -122,18 +125,26 @@ def test_freeze_options_map_to_strategies():
         strategy_for("heads")
 
 
-def test_the_explorer_trains_on_a_real_target_given_as_a_data_spec(tmp_path):
+def test_the_explorer_trains_on_a_real_target_given_as_a_data_spec(tmp_path, monkeypatch):
     """A COCO export as the target: the run trains on it, and its val frames are shown whole (tiled)."""
+    import tlutils.plotting
     from tlutils.data.export import real_format_example
     from tlutils.experiment import RunConfig
 
-    coco = real_format_example("germany", 24, 192, data_dir=tmp_path / "mine").coco
+    shown = []
+    tiled = tlutils.plotting.show_tiled_detections
+    monkeypatch.setattr(tlutils.plotting, "show_tiled_detections",
+                        lambda detector, frames, **options: shown.append(frames) or tiled(detector, frames, **options))
+
+    coco = real_format_example("germany", 6, 192, data_dir=tmp_path / "mine").coco  # 4 frames for training
     explorer = TransferExplorer(profile="ci", target_data=coco, results_dir=tmp_path / "runs",
                                 data_dir=tmp_path / "data", train_epochs=1, shown_images=1)
     spec = RunConfig(target_data=coco, num_target_images=1).target_data
     assert explorer.config().target_data == spec and explorer.config().source_data == "synth:belgium"
-    assert explorer.country == "coco-coco" and explorer.browse_country.value == "coco-coco"
+    assert explorer.country == "coco-coco" and explorer.browse_country.value == spec
+    assert explorer.num_images.max == explorer.num_images.value == 4, "the train split's 4 frames, not ci's 10"
     explorer.freeze_point.value = "extras"
     explorer.train_button.click()
     assert set(explorer.last_results["data"]) == {spec}
     assert bytes(explorer.detections.value).startswith(PNG)
+    assert len(shown) == 1 and shown[0][0].width == 192, "whole 192 px frames, tile by tile"

@@ -166,7 +166,9 @@ class TransferExplorer:
                                                     step=0.25, description="base learning rate", readout_format=".0e",
                                                     continuous_update=False, style=style, layout=layout)
         pool = max(self.profile.target_sizes)
-        self.num_images = widgets.IntSlider(value=min(self.profile.target_sizes), min=1, max=pool,
+        if not is_synth(self.base.target_data):  # real data: at most its train split
+            pool = min(pool, resolve(self.base.replace(num_target_images=1)).pool_size)
+        self.num_images = widgets.IntSlider(value=min(min(self.profile.target_sizes), pool), min=1, max=pool,
                                             description="target images", continuous_update=False, style=style,
                                             layout=layout)
         self.train_button = widgets.Button(description="Train", button_style="primary", icon="play")
@@ -185,8 +187,9 @@ class TransferExplorer:
                                         self.detections])
 
     def _build_browse_tab(self) -> None:
-        countries = list(dict.fromkeys([*self.profile.countries, self.country]))
-        self.browse_country = widgets.Dropdown(options=countries, value=self.country, description="country")
+        specs = dict.fromkeys([*(f"synth:{country}" for country in self.profile.countries), self.base.target_data])
+        self.browse_country = widgets.Dropdown(options=[(label(spec), spec) for spec in specs],
+                                               value=self.base.target_data, description="country")
         self.browse_metric = widgets.Dropdown(options=[(label_of(metric), metric) for metric in BROWSE_METRICS],
                                               value="val_map50", description="metric")
         self.browse_plot = widgets.Image(format="png")
@@ -306,10 +309,11 @@ class TransferExplorer:
 
         metric = self.browse_metric.value
         results = study_results(load_results(self.results_dir), self.base.replace(total_steps=None))
-        results = results[results["country"] == self.browse_country.value]
+        from_source = results["source_data"].isna() | (results["source_data"] == self.base.source_data)
+        results = results[(results["data"] == self.browse_country.value) & from_source]
         if results.empty:
             self.browse_plot.value = b""
-            self.browse_table.value = (f"<p>No study runs for {self.browse_country.value} in "
+            self.browse_table.value = (f"<p>No study runs for {label(self.browse_country.value)} in "
                                        f"{self.results_dir / 'results.csv'} yet: run notebook 05 first.</p>")
             return None
         summary = summarize(results, metric=metric)

@@ -38,7 +38,7 @@ PROFILE = "cpu"
 STRATEGIES = ["scratch", "freeze:block3", "finetune", "two_stage", "head_only"]
 COUNTRIES = None
 SOURCE_DATA = "synth:belgium"
-TARGET_DATA = None  # a list of data specs; None: COUNTRIES of the sign world
+TARGET_DATA = None  # a data spec or a list of them; None: COUNTRIES of the sign world
 NUM_TARGET_IMAGES = None
 SEEDS = None
 FREEZE_DEPTHS = ["freeze:block5", "freeze:fc"]  # added to STRATEGIES for the depth curve
@@ -61,6 +61,7 @@ from tlutils.experiment.datasets import label
 from tlutils.experiment.results import budget_views
 from tlutils.experiment.claims import change_sentence, rank_agreement, rate_confound, setting_verdicts
 from tlutils.experiment.selection import learning_rate_table
+from tlutils.experiment.sweeps import study_targets
 from tlutils.paths import runs_dir
 from tlutils.plotting import (course_figures_dir, plot_freeze_depth, plot_history, plot_map_by_shift,
                               plot_map_vs_images, save_figure)
@@ -69,7 +70,7 @@ from tlutils.transfer import training_plan, valid_strategies
 
 profile = get_profile(PROFILE)
 FIGURES = course_figures_dir(PROFILE)
-targets = list(TARGET_DATA or COUNTRIES or profile.countries)
+targets = study_targets(TARGET_DATA, COUNTRIES, PROFILE)  # data specs
 countries = [label(spec) for spec in targets]  # how the results table names them ("country")
 sizes = list(NUM_TARGET_IMAGES or profile.target_sizes)
 seeds = list(SEEDS or profile.seeds)

@@ -7,6 +7,7 @@ A configuration is short; every ``None`` is filled in from the run's profile by
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -87,7 +88,8 @@ class RunConfig:
         smallest_scale: the smallest default box (conv4_3's scale) as a fraction of the input side;
             ``None``: SSD's 0.1 (:data:`tlutils.anchors.FIRST_LAYER_SCALE`, 16 px at the cpu profile's
             160 px); smaller for signs smaller than that. A target run and its source run share it
-            (it changes the training targets, not the model), and so does every evaluation of the run.
+            (it changes the training targets, not the model), and so does every evaluation of the run;
+            the pretraining of a ``classifier`` / ``detector`` start keeps SSD's boxes.
         early_stopping: stop a run after this many evaluations without a better val mAP@0.5 than its
             best epoch's (``best_epoch`` column), scoring the stop epoch as a last epoch, and keep the
             best epoch's detector as ``best.keras``; ``None``: train the whole budget. Needs mAP at
@@ -242,12 +244,13 @@ def default_augmentation(config: RunConfig) -> str:
 def _check_smallest_scale(config: RunConfig) -> None:
     """``smallest_scale`` must be a number in ``(0, tlutils.anchors.MIN_SCALE]``; stored as a float, and
     SSD's own 0.1 as ``None`` (one run, one key, however it was spelled)."""
-    from tlutils.anchors import FIRST_LAYER_SCALE, default_scales
+    from tlutils.anchors import FIRST_LAYER_SCALE, MIN_SCALE
 
-    if isinstance(config.smallest_scale, bool) or not isinstance(config.smallest_scale, (int, float)):
-        raise ValueError(f"smallest_scale must be a number or None, got {config.smallest_scale!r}")
-    default_scales(2, config.smallest_scale)  # ValueError when it would not be the smallest scale
-    scale = float(config.smallest_scale)
+    scale = config.smallest_scale
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not 0.0 < scale <= MIN_SCALE:
+        raise ValueError(f"smallest_scale must be a number in (0, {MIN_SCALE}] (a share of the input side, at most "
+                         f"the next layer's scale) or None for SSD's {FIRST_LAYER_SCALE}, got {scale!r}")
+    scale = float(scale)
     object.__setattr__(config, "smallest_scale", None if scale == FIRST_LAYER_SCALE else scale)
 
 

@@ -18,14 +18,14 @@ if TYPE_CHECKING:
 
 #: Configuration columns besides stage, country, images, strategy and learning rate that make two runs
 #: different experiments (not seeds of one); :func:`summarize` never averages across them.
-COMPARABILITY_COLUMNS = ("data", "data_fingerprint", "classes", "profile", "optimizer", "schedule",
+COMPARABILITY_COLUMNS = ("data", "data_fingerprint", "source_data", "classes", "profile", "optimizer", "schedule",
                          "l2_regularization", "preprocessing", "total_steps", "map_metric", "augmentation",
                          "cache_features", "evaluate_test", "evaluate_source", "smallest_scale")
 
 #: Columns of the results table, in order; one row per run and epoch.
 RESULT_COLUMNS: tuple[str, ...] = (
-    "run_key", "stage", "country", "data", "data_fingerprint", "classes", "strategy", "num_target_images", "seed",
-    "profile",
+    "run_key", "stage", "country", "data", "data_fingerprint", "source_data", "classes", "strategy",
+    "num_target_images", "seed", "profile",
     "optimizer", "learning_rate", "schedule", "l2_regularization", "preprocessing", "total_steps",
     "augmentation", "cache_features", "evaluate_test", "evaluate_source", "smallest_scale",
     "epoch", "step", "phase", "phase_learning_rate",
@@ -49,7 +49,8 @@ PER_CLASS_FILE = "per_class.csv"
 #: and AP@0.5 of COCO's small, medium and large objects.
 PER_CLASS_COLUMNS = ("epoch", "class", "ap50", "num_ground_truths", "ap50_small", "ap50_medium", "ap50_large")
 #: Columns copied from the resolved run into every row.
-CONFIG_COLUMNS = ("stage", "country", "data", "data_fingerprint", "classes", "strategy", "num_target_images", "seed",
+CONFIG_COLUMNS = ("stage", "country", "data", "data_fingerprint", "source_data", "classes", "strategy",
+                  "num_target_images", "seed",
                   "profile", "optimizer", "learning_rate", "schedule", "l2_regularization", "preprocessing",
                   "total_steps", "augmentation", "cache_features", "evaluate_test", "evaluate_source")
 
@@ -110,10 +111,14 @@ def load_results(path: str | os.PathLike) -> "pd.DataFrame":
         from tlutils.evaluation import MAP_METRIC  # (here only: it imports the backend) was always this one
 
         table["map_metric"] = MAP_METRIC
-    if "smallest_scale" not in table.columns:  # written before it was a parameter: SSD's, always
-        from tlutils.anchors import FIRST_LAYER_SCALE
+    if "source_data" not in table.columns:  # written before it was a column: the source run's own rows say it
+        table["source_data"] = _source_data_of(table)
+    if "smallest_scale" not in table.columns:
+        table["smallest_scale"] = float("nan")
+    if table["smallest_scale"].isna().any():  # rows written before it was a parameter (also those a shipped
+        from tlutils.anchors import FIRST_LAYER_SCALE  # run of then installs) had SSD's default boxes
 
-        table["smallest_scale"] = FIRST_LAYER_SCALE
+        table["smallest_scale"] = table["smallest_scale"].fillna(FIRST_LAYER_SCALE)
     missing = [column for column in RESULT_COLUMNS if column not in table.columns]
     if missing:
         raise ValueError(f"{path}: not a tlutils results table, columns {missing} are missing")
@@ -209,6 +214,13 @@ def ordered_strategies(labels: Iterable[str]) -> list[str]:
     order = valid_strategies()
     present = list(dict.fromkeys(labels))
     return sorted(present, key=lambda label: (order.index(label) if label in order else len(order), label))
+
+
+def _source_data_of(table: "pd.DataFrame") -> "pd.Series":
+    """Per row, the data its source run trained on (that run's ``data``, from its rows in the same table);
+    ``None`` for runs without a source and where the source run is not in the table."""
+    sources = table[table["stage"] == "source"].drop_duplicates("run_key").set_index("run_key")["data"]
+    return table["source_run_key"].map(sources).astype(object).where(lambda data: data.notna(), None)
 
 
 def final_epochs(results: "pd.DataFrame") -> "pd.DataFrame":

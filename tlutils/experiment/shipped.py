@@ -124,7 +124,8 @@ def val_map50(detector: "keras.Model", resolved: ResolvedRun, class_names: dict[
                         Path(data_dir) if data_dir is not None else None)
     held_out = HeldOutSet("val_map50", frames, by_name(frames.classes, class_names), is_synth(resolved.data),
                           resolved.input_size, resolved.batch_size)
-    return held_out.map50(detector, np.asarray(generate_anchors(anchor_config_for(detector)), dtype=np.float32))
+    anchors = generate_anchors(anchor_config_for(detector, resolved.smallest_scale))
+    return held_out.map50(detector, np.asarray(anchors, dtype=np.float32))
 
 
 def is_installed(run_dir: str | Path) -> bool:

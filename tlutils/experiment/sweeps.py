@@ -22,6 +22,27 @@ _ALIASES = {"country": "target_data", "countries": "target_data", "strategies": 
             "learning_rates": "learning_rate", "num_images": "num_target_images"}
 
 
+def study_targets(target_data: str | Sequence[str] | None, countries: Sequence[str] | None,
+                  profile: str) -> list[str]:
+    """The targets of a study (notebook 05's ``TARGET_DATA`` / ``COUNTRIES``): ``target_data``, one data
+    spec or a list of them, else the sign-world ``countries``, else the profile's countries.
+
+    Raises:
+        ValueError: two targets would share one name in the results table (its ``country`` column,
+            ``tlutils.experiment.datasets.label``): their rows could not be told apart by it.
+    """
+    from tlutils.experiment.datasets import label
+
+    named = [target_data] if isinstance(target_data, str) else target_data
+    targets = list(named or countries or get_profile(profile).countries)
+    labels = [label(spec) for spec in targets]
+    repeated = sorted({name for name in labels if labels.count(name) > 1})
+    if repeated:
+        raise ValueError(f"targets {targets} share the results table's name(s) {repeated} (format and folder "
+                         "name): give each dataset a folder of its own name")
+    return targets
+
+
 def expand_grid(grid: Mapping[str, Sequence[Any]], base: RunConfig | None = None) -> list[RunConfig]:
     """The configurations of a sweep: the product of ``grid``'s lists over ``base``.
 

@@ -55,12 +55,13 @@ def _source_detector_runs(params: Mapping[str, Any], profile: Profile) -> list["
 def _transfer_study_runs(params: Mapping[str, Any], profile: Profile) -> list["RunConfig"]:
     """Notebook 05: the strategy grid, then the freeze depths for the nearest country at the most images."""
     from tlutils.experiment import RunConfig, expand_grid
+    from tlutils.experiment.sweeps import study_targets
 
-    countries = list(params["COUNTRIES"] or profile.countries)
+    countries = study_targets(params.get("TARGET_DATA"), params["COUNTRIES"], profile.name)
     sizes = list(params["NUM_TARGET_IMAGES"] or profile.target_sizes)
     seeds = list(params["SEEDS"] or profile.seeds)
-    base = RunConfig(profile=profile.name, num_target_images=sizes[0],
-                     l2_regularization=params["L2_REGULARIZATION"])
+    base = RunConfig(profile=profile.name, num_target_images=sizes[0], l2_regularization=params["L2_REGULARIZATION"],
+                     source_data=params.get("SOURCE_DATA") or RunConfig.source_data)
     grid = {"country": countries, "strategy": params["STRATEGIES"], "num_target_images": sizes, "seed": seeds}
     depth = {"country": countries[:1], "strategy": params["FREEZE_DEPTHS"], "num_target_images": sizes[-1:],
              "seed": seeds}
@@ -100,9 +101,12 @@ def _diagnosis_runs(params: Mapping[str, Any], profile: Profile) -> list["RunCon
 
 def _explorer_runs(params: Mapping[str, Any], profile: Profile) -> list["RunConfig"]:
     """Notebook 07: one click on Train with the controls where they start."""
+    from tlutils.experiment import RunConfig
     from tlutils.widgets import TransferExplorer
 
     explorer = TransferExplorer(profile=profile.name, country=params["COUNTRY"],
+                                source_data=params.get("SOURCE_DATA") or RunConfig.source_data,
+                                target_data=params.get("TARGET_DATA"),
                                 l2_regularization=params["L2_REGULARIZATION"], train_epochs=params["TRAIN_EPOCHS"])
     return [explorer.config()]
 
@@ -117,7 +121,8 @@ def _own_data_runs(params: Mapping[str, Any], profile: Profile) -> list["RunConf
     frame_size = params["EXAMPLE_FRAME_SIZE"] or 2 * profile.input_size
     target_data = params["TARGET_DATA"] or real_format_example("germany", params["EXAMPLE_FRAMES"], frame_size).yolo
     base = RunConfig(profile=profile.name, source_data=params["SOURCE_DATA"], target_data=target_data,
-                     classes=params["CLASSES"], num_target_images=1)
+                     classes=params["CLASSES"], num_target_images=1,
+                     smallest_scale=params.get("SMALLEST_SCALE"))
     pool = resolve(base).pool_size
     sizes = list(params["SIZES"] or [size for size in profile.target_sizes if size <= pool] or [pool])
     grid = {"strategy": params["STRATEGIES"], "num_target_images": sizes, "seed": list(params["SEEDS"] or profile.seeds)}
