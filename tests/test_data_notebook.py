@@ -56,5 +56,5 @@ def test_notebook_05_runs_its_study_on_the_data_specs_given_as_parameters(tmp_pa
     target = results[results["stage"] == "target"]
     assert set(target["data"]) == {spec} and set(results.loc[results["stage"] == "source", "data"]) == {"synth:belgium"}
     assert set(target["strategy"]) == {"scratch", "finetune", "freeze:fc"}  # the study and the depth curve
-    assert f"--source-data synth:belgium --target-data {mine} " in printed  # the commands it prints name the data
+    assert f"--source-data synth:belgium --target-data {mine} --classes name " in printed  # the printed commands
     assert (project / "runs" / "ci" / "figures" / "05_transfer_map_vs_images.png").is_file()

@@ -107,8 +107,9 @@ def test_the_plan_of_notebooks_05_07_and_08_follows_their_data_and_anchor_parame
     cpu = planning.get_profile("cpu")
     study = notebook_parameters(REPO_ROOT / "notebooks" / "05_transfer_study.ipynb")
     configs = planning.NOTEBOOK_RUNS["05_transfer_study"](
-        {**study, "SOURCE_DATA": "synth:sweden", "TARGET_DATA": "synth:usa"}, cpu)
-    assert {(config.source_data, config.target_data) for config in configs} == {("synth:sweden", "synth:usa")}
+        {**study, "SOURCE_DATA": "synth:sweden", "TARGET_DATA": "synth:usa", "CLASSES": "superclass"}, cpu)
+    assert {(config.source_data, config.target_data, config.classes) for config in configs} == {
+        ("synth:sweden", "synth:usa", "superclass")}
     explorer = notebook_parameters(REPO_ROOT / "notebooks" / "07_interactive_explorer.ipynb")
     [config] = planning.NOTEBOOK_RUNS["07_interactive_explorer"]({**explorer, "TARGET_DATA": "synth:usa"}, cpu)
     assert config.target_data == "synth:usa"

@@ -29,7 +29,7 @@
 # `tlutils.profiles` so that every notebook of a profile shares the same runs. `SOURCE_DATA` and
 # `TARGET_DATA` take data specs (`tlutils.data.specs`) instead of the sign world: e.g.
 # `TARGET_DATA = ["gtsdb:/data/FullIJCNN2013"]` runs the same study on real German frames (notebook 08
-# checks such data first). `L2_REGULARIZATION`
+# checks such data first), with `CLASSES = "superclass"` as most GTSDB theses. `L2_REGULARIZATION`
 # puts ssd_keras' `l2(0.0005)` penalty into the loss, as in the setting notebook 06 diagnoses; it
 # changes the logged loss, and notebook 06 reads these very runs.
 
@@ -39,6 +39,7 @@ STRATEGIES = ["scratch", "freeze:block3", "finetune", "two_stage", "head_only"]
 COUNTRIES = None
 SOURCE_DATA = "synth:belgium"
 TARGET_DATA = None  # a data spec or a list of them; None: COUNTRIES of the sign world
+CLASSES = "name"  # or "superclass": both sides relabelled to prohibitory, danger, mandatory, other
 NUM_TARGET_IMAGES = None
 SEEDS = None
 FREEZE_DEPTHS = ["freeze:block5", "freeze:fc"]  # added to STRATEGIES for the depth curve
@@ -55,8 +56,7 @@ LONG_BUDGET = None
 # %%
 import pandas as pd
 
-from tlutils.experiment import RunConfig, resolve, summarize, sweep
-from tlutils.experiment import expand_grid, load_results, run_key
+from tlutils.experiment import RunConfig, expand_grid, load_results, resolve, run_key, summarize, sweep
 from tlutils.experiment.datasets import label
 from tlutils.experiment.results import budget_views
 from tlutils.experiment.claims import change_sentence, rank_agreement, rate_confound, setting_verdicts
@@ -75,8 +75,9 @@ countries = [label(spec) for spec in targets]  # how the results table names the
 sizes = list(NUM_TARGET_IMAGES or profile.target_sizes)
 seeds = list(SEEDS or profile.seeds)
 base = RunConfig(profile=PROFILE, num_target_images=sizes[0], l2_regularization=L2_REGULARIZATION,
-                 source_data=SOURCE_DATA)
-data_options = f"--source-data {base.source_data} --target-data {' '.join(targets)}"  # for the commands below
+                 source_data=SOURCE_DATA, classes=CLASSES)
+data_options = (f"--source-data {base.source_data} --target-data {' '.join(targets)} "  # for the commands below
+                f"--classes {CLASSES}")
 print("strategies you can name:", ", ".join(valid_strategies()))
 print(f"{len(STRATEGIES)} strategies x {len(countries)} countries x {len(sizes)} sizes x {len(seeds)} seeds "
       f"= {len(STRATEGIES) * len(countries) * len(sizes) * len(seeds)} runs of {resolve(base).total_steps} steps")

@@ -61,7 +61,8 @@ def _transfer_study_runs(params: Mapping[str, Any], profile: Profile) -> list["R
     sizes = list(params["NUM_TARGET_IMAGES"] or profile.target_sizes)
     seeds = list(params["SEEDS"] or profile.seeds)
     base = RunConfig(profile=profile.name, num_target_images=sizes[0], l2_regularization=params["L2_REGULARIZATION"],
-                     source_data=params.get("SOURCE_DATA") or RunConfig.source_data)
+                     source_data=params.get("SOURCE_DATA") or RunConfig.source_data,
+                     classes=params.get("CLASSES") or RunConfig.classes)
     grid = {"country": countries, "strategy": params["STRATEGIES"], "num_target_images": sizes, "seed": seeds}
     depth = {"country": countries[:1], "strategy": params["FREEZE_DEPTHS"], "num_target_images": sizes[-1:],
              "seed": seeds}
