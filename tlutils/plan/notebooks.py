@@ -57,23 +57,23 @@ def _transfer_study_runs(params: Mapping[str, Any], profile: Profile) -> list["R
     from tlutils.experiment import RunConfig, expand_grid
     from tlutils.experiment.sweeps import study_targets
 
-    countries = study_targets(params.get("TARGET_DATA"), params["COUNTRIES"], profile.name)
+    targets = study_targets(params.get("TARGET_DATA"), params["COUNTRIES"], profile.name)
     sizes = list(params["NUM_TARGET_IMAGES"] or profile.target_sizes)
     seeds = list(params["SEEDS"] or profile.seeds)
     base = RunConfig(profile=profile.name, num_target_images=sizes[0], l2_regularization=params["L2_REGULARIZATION"],
                      source_data=params.get("SOURCE_DATA") or RunConfig.source_data,
                      classes=params.get("CLASSES") or RunConfig.classes)
-    grid = {"country": countries, "strategy": params["STRATEGIES"], "num_target_images": sizes, "seed": seeds}
-    depth = {"country": countries[:1], "strategy": params["FREEZE_DEPTHS"], "num_target_images": sizes[-1:],
+    grid = {"country": targets, "strategy": params["STRATEGIES"], "num_target_images": sizes, "seed": seeds}
+    depth = {"country": targets[:1], "strategy": params["FREEZE_DEPTHS"], "num_target_images": sizes[-1:],
              "seed": seeds}
     rates = []
     if params.get("LEARNING_RATES"):  # section 7: each strategy at each rate, with a test split and forgetting
-        rate_grid = {"country": countries, "strategy": params["RATE_STRATEGIES"], "num_target_images": sizes[-1:],
+        rate_grid = {"country": targets, "strategy": params["RATE_STRATEGIES"], "num_target_images": sizes[-1:],
                      "seed": seeds, "learning_rate": list(params["LEARNING_RATES"])}
         rates = expand_grid(rate_grid, base.replace(evaluate_test=True, evaluate_source=True))
     long = []
     if params.get("LONG_BUDGET"):  # section 8: the same strategies at a multiple of the steps
-        long_grid = {"country": countries, "strategy": params["RATE_STRATEGIES"], "num_target_images": sizes[-1:],
+        long_grid = {"country": targets, "strategy": params["RATE_STRATEGIES"], "num_target_images": sizes[-1:],
                      "seed": seeds}
         long = expand_grid(long_grid, base.replace(total_steps=params["LONG_BUDGET"] * profile.target_steps,
                                                    steps_per_epoch=profile.target_steps))
