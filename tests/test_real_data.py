@@ -75,8 +75,8 @@ def test_transfer_runs_of_one_target_and_seed_share_their_zero_shot_evaluation(c
                  for name in ("head_only", "finetune")}  # the cache keeps the per-class scores too
     numbers = ["class", "ap50", "num_ground_truths", "ap50_small", "ap50_medium", "ap50_large"]
     pd.testing.assert_frame_equal(per_class["head_only"][numbers], per_class["finetune"][numbers])
-    # one zero-shot score and each run's final one
-    assert len(list((results / "scores").glob("*.json"))) == 3
+    # one zero-shot score and each run's final one, and the zero-shot of the sign-world source run
+    assert len(list((results / "scores").glob("*.json"))) == 4
 
 
 def test_a_real_target_is_scored_on_its_own_test_frames_tiled(coco_export, tmp_path):

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -83,3 +85,41 @@ def test_context_digest_tells_arrays_apart():
     assert context_digest(boxes) != context_digest(boxes + 1)
     assert context_digest(boxes) != context_digest(boxes.astype(np.float64))
     assert context_digest("a", 1) == context_digest("a", 1)
+
+
+def _same(first: dict, second: dict) -> bool:
+    """Equal to the last bit, NaN equal to NaN, per-class dicts included."""
+    return json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
+
+
+def test_a_shared_sign_world_evaluation_equals_each_runs_own(tmp_path, monkeypatch):
+    """``RunData.evaluate(shared=True)`` (a run's zero-shot evaluation): evaluated once for the weights
+    and val set, read back by a run that freezes other layers, with that run's own L2 term in ``loss``
+    -- every number as the run's own evaluation gives it."""
+    import tlutils.evaluation
+    from tlutils.experiment import RunConfig, resolve
+    from tlutils.experiment.run_data import build_data, label_maps, training_pool
+
+    resolved = resolve(RunConfig(profile="ci", target_data="germany", strategy="finetune", num_target_images=10))
+    pool = training_pool(resolved, tmp_path / "data")
+    model = build_ssd_vgg16(len(label_maps(pool)[1]), resolved.input_size, resolved.width, l2_regularization=5e-4)
+    data = build_data(resolved, model, pool, tmp_path / "data")
+    data.score_folder = tmp_path / "scores"
+    calls = []
+    evaluate = tlutils.evaluation.evaluate_detector
+    monkeypatch.setattr(tlutils.evaluation, "evaluate_detector", lambda *a, **k: calls.append(k) or evaluate(*a, **k))
+
+    own, shared = data.evaluate(model, final=True), data.evaluate(model, final=True, shared=True)
+    assert len(calls) == 2 and _same(own, shared)
+    freeze(model, "block5")
+    try:
+        frozen_own = data.evaluate(model, final=True)
+        frozen_shared = data.evaluate(model, final=True, shared=True)
+    finally:
+        freeze(model, None)
+    assert len(calls) == 3  # the second shared evaluation was read back
+    assert _same(frozen_own, frozen_shared)
+    assert frozen_shared["loss"] < shared["loss"]  # frozen kernels leave Keras' L2 term
+    assert frozen_shared["localization"] == shared["localization"] and frozen_shared["map50"] == shared["map50"]
+    other = data.evaluate(model, final=False, shared=True)  # other scores asked for: evaluated again
+    assert len(calls) == 4 and "coco_map" not in other

@@ -461,15 +461,16 @@ VAL_LOSS_TERMS = ("loss", "localization", "confidence")
 
 def evaluate_detector(model: "keras.Model", sequence: "DetectionSequence", truths: list[dict[str, np.ndarray]],
                       anchors: np.ndarray, coco: bool = False, losses: bool = False,
-                      class_names: Mapping[int, str] | None = None) -> dict[str, Any]:
+                      class_names: Mapping[int, str] | None = None, regularization: bool = True) -> dict[str, Any]:
     """``map50`` (``MAP_METRIC``: VOC all-points mAP at IoU 0.5) and its parts per class
     (``class_scores``) and, with ``coco``, ``coco_map``, ``map50_small`` / ``_medium`` / ``_large``
     (``map_by_size`` at the input size) and ``per_class_by_size`` on a validation set.
 
     With ``losses``, also the validation loss from the same forward pass (what ``SSDTrainer.evaluate``
     reports, without a second pass over the data): ``localization`` and ``confidence`` (the MultiBox
-    terms) and ``loss`` (their weighted sum + the detector's L2 regularization), each averaged over
-    the batches weighted by batch size, like Keras' ``evaluate``.
+    terms) and ``loss`` (their weighted sum + the detector's L2 regularization; without
+    ``regularization`` the sum alone), each averaged over the batches weighted by batch size, like
+    Keras' ``evaluate``.
 
     Args:
         model: a detector or an ``SSDTrainer`` (a compiled trainer predicts with its compiled step;
@@ -496,7 +497,7 @@ def evaluate_detector(model: "keras.Model", sequence: "DetectionSequence", truth
         scores["coco_map"] = float(coco_map(detections, truths, image_size=(width, height))["map"])
         scores.update({f"map50_{name}": value for name, value in scores.pop("by_size").items()})
     if loss_sums is not None:
-        scores.update(loss_sums.means())
+        scores.update(loss_sums.means(regularization))
     return scores
 
 
@@ -637,10 +638,17 @@ class _LossSums:
             self.sums[name] += float(components[name]) * batch
         self.images += batch
 
-    def means(self) -> dict[str, float]:
-        """``{"loss", "localization", "confidence"}``; ``loss`` includes the model's regularization."""
-        from tlutils.model import regularization_loss
-
+    def means(self, regularization: bool = True) -> dict[str, float]:
+        """``{"loss", "localization", "confidence"}``; with ``regularization``, ``loss`` includes the
+        model's L2 term (:func:`add_regularization`)."""
         means = {name: total / max(self.images, 1) for name, total in self.sums.items()}
-        means["loss"] += float(regularization_loss(self.model))
-        return means
+        return add_regularization(means, self.model) if regularization else means
+
+
+def add_regularization(scores: dict[str, Any], model: "keras.Model") -> dict[str, Any]:
+    """``scores`` with the model's L2 term added to its ``loss``, as ``evaluate_detector`` adds it: the
+    term depends on which layers train (Keras counts trainable kernels only), the MultiBox terms do not."""
+    from tlutils.model import regularization_loss
+
+    scores["loss"] += float(regularization_loss(model))
+    return scores

@@ -109,16 +109,23 @@ class RunData:
     val_frames: "DetectionDataset | None" = None  # real data: the whole val frames
     score_folder: Path | None = None  # where whole-frame scores are remembered (``score_cache``)
 
-    def evaluate(self, model: Any, final: bool, losses: bool = True) -> dict[str, Any]:
+    def evaluate(self, model: Any, final: bool, losses: bool = True, shared: bool = False) -> dict[str, Any]:
         """``map50`` (see above) and its per-class scores (``tlutils.evaluation.PER_CLASS_KEYS``, keyed
         by class name), with ``final`` also ``coco_map`` and by object size, with ``losses`` the val loss
-        terms."""
-        from tlutils.evaluation import PER_CLASS_KEYS, evaluate_detector, evaluate_tiled
+        terms. ``shared``: weights that other runs start from too (a zero-shot evaluation), so the sign
+        world's scores are remembered in ``score_folder`` as whole-frame scores always are."""
+        from tlutils.evaluation import PER_CLASS_KEYS, add_regularization, evaluate_detector, evaluate_tiled
         from tlutils.experiment.score_cache import cached_scores
 
         if self.val_frames is None:
-            return evaluate_detector(model, self.val, self.val_truths, self.anchors, coco=final, losses=losses,
-                                     class_names=self.class_names)
+            if not shared:
+                return evaluate_detector(model, self.val, self.val_truths, self.anchors, coco=final,
+                                         losses=losses, class_names=self.class_names)
+            scores = cached_scores(self.score_folder, model, self._val_context(model, final, losses),
+                                   lambda: evaluate_detector(model, self.val, self.val_truths, self.anchors,
+                                                             coco=final, losses=losses, class_names=self.class_names,
+                                                             regularization=False))
+            return add_regularization(scores, model) if losses else scores  # the L2 term is the run's own
         crops = evaluate_detector(model, self.val, self.val_truths, self.anchors, losses=losses)
         scores = {name: value for name, value in crops.items() if name not in PER_CLASS_KEYS}  # losses only
         scores.update(map50=float("nan"))
@@ -131,6 +138,22 @@ class RunData:
                       **{f"map50_{name}": value for name, value in frames["by_size"].items()},
                       **{name: frames[name] for name in PER_CLASS_KEYS})
         return scores
+
+    def _val_context(self, model: Any, final: bool, losses: bool) -> str:
+        """What a sign-world score depends on besides the weights: the val batches as the detector sees
+        them (images and encoded targets), anchors, label map and class names, which scores are asked
+        for and the MultiBox loss's settings."""
+        from tlutils.experiment.score_cache import context_digest
+        from tlutils.losses import MultiBoxLoss
+
+        multibox = getattr(model, "multibox", None) or MultiBoxLoss()
+        settings = sorted((name, value) for name, value in vars(multibox).items() if isinstance(value, (int, float, str)))
+        parts: list[Any] = [final, losses, type(multibox).__name__, settings, self.anchors,
+                            sorted(self.label_map.items()), sorted(self.class_names.items())]
+        for index in range(len(self.val)):
+            images, targets = self.val[index]
+            parts += [images, targets["class_targets"], targets["box_targets"]]
+        return context_digest(*parts)
 
     def _frames_context(self) -> str:
         """What the whole-frame score depends on besides the weights: the frames (files, their size and

@@ -278,13 +278,15 @@ class Training:
 
         For a source-initialized target strategy that is the source detector on the target ("adapt or
         do nothing?"); for scratch, a random initialization; for a ``classifier`` / ``detector`` source
-        start, the pretrained weights as loaded (how large their L2 term is before training). ``regularization`` is the starting L2 term;
+        start, the pretrained weights as loaded (how large their L2 term is before training). Runs that start
+        from the same weights share the evaluation (``RunData.evaluate(shared=True)``, ``score_cache``).
+        ``regularization`` is the starting L2 term;
         the training-loss columns are NaN (nothing was trained). Its per-class table is recorded as epoch 0.
         """
         from tlutils.model import regularization_loss
 
         started = time.perf_counter()
-        scores = self.data.evaluate(self.detector, final=True)
+        scores = self.data.evaluate(self.detector, final=True, shared=True)  # the same for every run from these weights
         scores.update(self._held_out_scores(self.detector))
         logs = {name: float("nan") for name in _TRAIN_LOGS}
         logs["regularization"] = float(regularization_loss(self.detector))
