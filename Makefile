@@ -8,6 +8,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PROFILE ?= cpu
+# Notebook 05's comparison: empty for its default, "course" (about 20 min on 2 CPU cores); SCOPE=full
+# adds two_stage and every country at every size (make course SCOPE=full).
+SCOPE ?=
 EXTRAS ?= cpu,test,lab
 # pytest-xdist workers for the TensorFlow suite and the nbval check (one test file per worker at a
 # time). Two halve the wall time on a 2-core CI machine: much of a test is single-threaded tracing.
@@ -60,7 +63,7 @@ test-notebooks: $(VENV)/.installed
 	else echo "no notebooks yet"; fi
 
 course: $(VENV)/.installed
-	$(PY) -m tlutils.cli course --profile $(PROFILE)
+	$(PY) -m tlutils.cli course --profile $(PROFILE) $(if $(SCOPE),--scope $(SCOPE))
 
 ## JupyterLab started in .venv: its "Python 3 (ipykernel)" kernel is .venv/bin/python, so the notebooks
 ## import this project's tlutils. The file browser opens on notebooks/ (figures/ and runs/ are one up).

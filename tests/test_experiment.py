@@ -204,6 +204,28 @@ def test_study_targets_take_one_spec_a_list_or_the_countries():
         study_targets(["coco:/a/coco/annotations.json", "coco:/b/coco/annotations.json"], None, "ci")
 
 
+def test_the_course_comparison_is_the_nearest_target_at_every_size_and_the_others_at_the_most_images():
+    from tlutils.experiment.config import DEFAULT_STRATEGIES
+    from tlutils.experiment.sweeps import COURSE_STRATEGIES, comparison_configs
+
+    base = RunConfig(profile="cpu", num_target_images=10)
+    cells = lambda configs: [(c.target_data.split(":")[-1], c.strategy, c.num_target_images, c.seed)  # noqa: E731
+                             for c in configs]
+    course = comparison_configs("course", ["germany", "usa"], [10, 50], [0, 1], base)
+    assert cells(course) == [("germany", strategy, size, seed) for strategy in COURSE_STRATEGIES
+                             for size in (10, 50) for seed in (0, 1)] + [
+                                ("usa", strategy, 50, seed) for strategy in COURSE_STRATEGIES for seed in (0, 1)]
+    full = comparison_configs("full", ["germany", "usa"], [10, 50], [0, 1], base)
+    assert cells(full) == cells(expand_grid({"country": ["germany", "usa"], "strategy": list(DEFAULT_STRATEGIES),
+                                             "num_target_images": [10, 50], "seed": [0, 1]}, base))
+    assert {run_key(config) for config in course} < {run_key(config) for config in full}
+    # one target: every size; strategies named: those
+    mine = comparison_configs("course", ["usa"], [10, 50], [0], base, ["two_stage"])
+    assert cells(mine) == [("usa", "two_stage", 10, 0), ("usa", "two_stage", 50, 0)]
+    with pytest.raises(ValueError, match="scope must be one of"):
+        comparison_configs("quick", ["usa"], [10], [0], base)
+
+
 # --- the training batches ------------------------------------------------------------------------
 
 

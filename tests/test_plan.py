@@ -10,9 +10,12 @@ import pytest
 from conftest import REPO_ROOT
 from tlutils import plan as planning
 from tlutils.experiment import RunConfig, expand_grid, resolve, run_key, source_config
+from tlutils.experiment.config import DEFAULT_STRATEGIES
+from tlutils.experiment.sweeps import COURSE_STRATEGIES
 from tlutils.profiles import PRECISION_VARIABLE
 from tlutils.plan import (FORWARD_SHARE, Plan, PlannedRun, StepTiming, Throughput, course_plan, estimate_seconds,
                           flops_seconds, format_plan, notebook_parameters, plan_of)
+from tlutils.plan.notebooks import declared
 
 pytestmark = pytest.mark.core
 
@@ -52,8 +55,8 @@ def test_finished_runs_are_read_back_not_planned():
 
 def test_the_ci_course_plan_follows_the_notebooks(tmp_path):
     # Worked by hand from the notebooks' parameters on the ci profile (one country, 10 images, one seed):
-    # 04 the source run (8 steps, evaluated 1 + 2 times on 16 images); 05 five strategies + two freeze
-    # depths (12 steps each); 06 its variants are 05's runs, plus scratch with the other preprocessing,
+    # 04 the source run (8 steps, evaluated 1 + 2 times on 16 images); 05 the course scope's four
+    # strategies (ci has one country and one size) + two freeze depths (12 steps each); 06 its variants are 05's runs, plus scratch with the other preprocessing,
     # fine-tuning at 10x and 100x the rate, and section 6's three source starts (no shipped study at ci:
     # 16 steps of 8 images each, evaluated 1 + 4 times on 16 images); 07 one Train click of 2 epochs of
     # 12 // 3 = 4 steps; 08 three strategies on its stand-in (24 frames of 192 px split 17 train, 4 val,
@@ -63,26 +66,42 @@ def test_the_ci_course_plan_follows_the_notebooks(tmp_path):
     plan = course_plan("ci", results_dir=tmp_path)
     assert plan.by_notebook() == {
         "04_source_detector": {"runs": 1, "steps": 8, "train_images": 64, "eval_images": 48},
-        "05_transfer_study": {"runs": 7, "steps": 84, "train_images": 672, "eval_images": 448},
+        "05_transfer_study": {"runs": 6, "steps": 72, "train_images": 576, "eval_images": 384},
         "06_loss_curve_diagnosis": {"runs": 6, "steps": 84, "train_images": 672, "eval_images": 432},
         "07_interactive_explorer": {"runs": 1, "steps": 8, "train_images": 64, "eval_images": 48},
         "08_your_own_data": {"runs": 3, "steps": 36, "train_images": 288, "eval_images": 528},
     }
-    assert plan.totals() == {"runs": 18, "steps": 220, "train_images": 1760, "eval_images": 1504}
+    assert plan.totals() == {"runs": 17, "steps": 208, "train_images": 1664, "eval_images": 1440}
 
 
-def test_notebook_05s_runs_are_its_grid_and_depth_curve():
-    params = notebook_parameters(REPO_ROOT / "notebooks" / "05_transfer_study.ipynb")
-    plan = course_plan("cpu", [REPO_ROOT / "notebooks" / "05_transfer_study.ipynb"])
+def test_notebook_05s_runs_are_its_comparison_and_depth_curve():
+    notebook = REPO_ROOT / "notebooks" / "05_transfer_study.ipynb"
+    params = notebook_parameters(notebook)
+    plan = course_plan("cpu", [notebook])
     profile = planning.get_profile("cpu")
-    grid = (len(params["STRATEGIES"]) * len(profile.countries) * len(profile.target_sizes) * len(profile.seeds)
-            + len(params["FREEZE_DEPTHS"]) * len(profile.seeds))
+    # course scope: four strategies, the nearest country at both sizes, the USA at the most images
+    assert params["SCOPE"] == "course" and params["STRATEGIES"] is None
+    comparison = len(COURSE_STRATEGIES) * (len(profile.target_sizes) + len(profile.countries) - 1)
+    depth = len(params["FREEZE_DEPTHS"])
     sources = [run for run in plan.runs if run.label.startswith("source")]
-    assert len(sources) == 1 and len(plan.runs) == 1 + grid  # the grid and the source run it needs
+    assert len(sources) == 1 and len(plan.runs) == 1 + (comparison + depth) * len(profile.seeds)
     transfers = [index for index, run in enumerate(plan.runs) if run.label.startswith("target")
                  and "_scratch_" not in run.label]
     assert transfers[0] - 1 == plan.runs.index(sources[0])  # trained right before the first run that transfers
     assert {run.steps for run in plan.runs if run not in sources} == {profile.target_steps}
+    # the full scope, as `make course SCOPE=full` passes it: every strategy, country and size; the
+    # course's runs are among its runs, key for key
+    full = course_plan("cpu", [notebook], overrides={"SCOPE": "full", "NOT_DECLARED": 1})
+    grid = len(DEFAULT_STRATEGIES) * len(profile.countries) * len(profile.target_sizes)
+    assert len(full.runs) == 1 + (grid + depth) * len(profile.seeds)
+    assert {run.key for run in plan.runs} < {run.key for run in full.runs}
+
+
+def test_the_course_passes_a_parameter_to_the_notebooks_that_declare_it():
+    study = notebook_parameters(REPO_ROOT / "notebooks" / "05_transfer_study.ipynb")
+    explorer = notebook_parameters(REPO_ROOT / "notebooks" / "07_interactive_explorer.ipynb")
+    assert declared(study, {"SCOPE": "full"}) == {"SCOPE": "full"}
+    assert declared(explorer, {"SCOPE": "full"}) == {}
 
 
 def test_notebook_05s_rate_and_budget_sections_plan_their_runs_only_when_asked():

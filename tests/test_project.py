@@ -85,6 +85,15 @@ def test_make_lab_opens_the_notebooks_in_jupyterlab_of_the_venv():
     assert "--FileContentsManager.preferred_dir=notebooks" in command
 
 
+@pytest.mark.parametrize("scope, expected", [(None, []), ("full", ["--scope", "full"])])
+def test_make_course_passes_scope_only_when_given(scope, expected):
+    environment = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    arguments = ["make", "--no-print-directory", "-n", "course"] + ([f"SCOPE={scope}"] if scope else [])
+    done = subprocess.run(arguments, cwd=REPO_ROOT, capture_output=True, text=True, check=True, env=environment)
+    command = done.stdout.strip().splitlines()[-1].split()
+    assert command[1:5] == ["-m", "tlutils.cli", "course", "--profile"] and command[6:] == expected, done.stdout
+
+
 def test_ci_runs_exactly_the_readme_test_command():
     ci = (REPO_ROOT / ".ci" / "run").read_text()
     commands = [line.strip() for line in ci.splitlines() if line.strip() and not line.startswith("#")]
@@ -171,9 +180,10 @@ def test_cli_course_passes_the_check_workers_on(monkeypatch):
     calls = []
     monkeypatch.setattr(tlutils.course, "run_course", lambda **kwargs: calls.append(kwargs) or 0)
     assert main(["course", "--profile", "ci", "--check", "--check-workers", "2"]) == 0
-    assert calls == [{"profile": "ci", "check": True, "only": None, "check_workers": 2, "estimate": True}]
-    assert main(["course", "--profile", "thesis", "--no-estimate"]) == 0
-    assert calls[-1]["profile"] == "thesis" and calls[-1]["estimate"] is False
+    assert calls == [{"profile": "ci", "check": True, "only": None, "check_workers": 2, "estimate": True,
+                      "scope": None}]
+    assert main(["course", "--profile", "thesis", "--no-estimate", "--scope", "full"]) == 0
+    assert calls[-1]["profile"] == "thesis" and calls[-1]["estimate"] is False and calls[-1]["scope"] == "full"
 
 
 def test_streamed_lines_are_whole_lines_with_their_prefix():

@@ -30,14 +30,15 @@ def _course(args: argparse.Namespace) -> int:
     from tlutils.course import run_course
 
     return run_course(profile=args.profile, check=args.check, only=args.only, check_workers=args.check_workers,
-                      estimate=not args.no_estimate)
+                      estimate=not args.no_estimate, scope=args.scope)
 
 
 def _plan(args: argparse.Namespace) -> int:
     from tlutils.plan import main
 
     return main(["--profile", args.profile, *(["--only", *args.only] if args.only else []),
-                 *(["--no-estimate"] if args.no_estimate else []), *(["--flops"] if args.flops else [])])
+                 *(["--no-estimate"] if args.no_estimate else []), *(["--flops"] if args.flops else []),
+                 *(["--scope", args.scope] if args.scope else [])])
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -104,6 +105,8 @@ NO_ESTIMATE_HELP = "print the plan without timing a few training steps here for 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``tlutils`` command."""
+    from tlutils.experiment.sweeps import SCOPES
+    from tlutils.plan import SCOPE_HELP
     from tlutils.profiles import PROFILES
 
     parser = argparse.ArgumentParser(prog="tlutils", description=__doc__.splitlines()[0])
@@ -127,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="processes for the nbval check (pytest-xdist), e.g. 2 on a 2-core machine")
     course.add_argument("--only", nargs="*", default=None, help="notebook numbers to run, e.g. 01 03")
     course.add_argument("--no-estimate", action="store_true", help=NO_ESTIMATE_HELP)
+    course.add_argument("--scope", choices=SCOPES, default=None, help=SCOPE_HELP)
     course.set_defaults(handler=_course)
 
     plan = commands.add_parser("plan", help="print the course's runs, steps and images, and how long they take here")
@@ -134,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--only", nargs="*", default=None, help="notebook numbers, e.g. 04 05")
     plan.add_argument("--no-estimate", action="store_true", help=NO_ESTIMATE_HELP)
     plan.add_argument("--flops", action="store_true", help="also estimate on a Colab T4 from counted FLOPs")
+    plan.add_argument("--scope", choices=SCOPES, default=None, help=SCOPE_HELP)
     plan.set_defaults(handler=_plan)
 
     bench = commands.add_parser("bench", help="measure speed; writes runs/bench.json")

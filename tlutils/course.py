@@ -12,14 +12,17 @@ deterministic cell that changes its output fails the check.
 
 from __future__ import annotations
 
+import ast
+import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from tlutils.experiment.sweeps import SCOPES
 from tlutils.paths import project_root, runs_dir
 
 
@@ -75,6 +78,35 @@ class StreamedLines:
             self.write("\n")
 
 
+def notebook_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
+    """The defaults of a notebook's ``parameters`` cell: ``NAME = literal`` lines, evaluated.
+
+    Raises:
+        ValueError: no ``parameters`` cell, or a value that is not a Python literal.
+    """
+    cells = json.loads(Path(notebook).read_text(encoding="utf-8"))["cells"]
+    for cell in cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            source = "".join(cell["source"])
+            values = {}
+            for node in ast.parse(source).body:
+                if not isinstance(node, ast.Assign) or not isinstance(node.targets[0], ast.Name):
+                    raise ValueError(f"{notebook}: the parameters cell may only assign names, line {node.lineno}")
+                try:
+                    values[node.targets[0].id] = ast.literal_eval(node.value)
+                except ValueError:
+                    raise ValueError(f"{notebook}: parameter {node.targets[0].id} is not a literal "
+                                     f"(line {node.lineno})") from None
+            return values
+    raise ValueError(f"{notebook}: no cell tagged 'parameters'")
+
+
+def declared(parameters: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``overrides`` a notebook with these ``parameters`` declares: the course passes a parameter
+    such as ``SCOPE`` only to the notebooks that have it (papermill would add it to the others too)."""
+    return {name: value for name, value in overrides.items() if name in parameters}
+
+
 def code_cells(notebook: Path) -> int:
     """The code cells papermill executes in ``notebook``: its own and the injected parameters cell."""
     import nbformat
@@ -84,11 +116,13 @@ def code_cells(notebook: Path) -> int:
 
 
 def execute_notebook(notebook: Path, output: Path, profile: str, stream: StreamedLines | None = None,
-                     on_cell_executed: Callable[..., Any] | None = None) -> float:
+                     on_cell_executed: Callable[..., Any] | None = None,
+                     overrides: Mapping[str, Any] | None = None) -> float:
     """Execute one notebook with papermill (``PROFILE=profile``); returns seconds taken.
 
     ``stream`` receives what the notebook prints, as it prints it; ``on_cell_executed(cell=, cell_index=,
-    execute_reply=)`` is called after each code cell (nbclient's hook).
+    execute_reply=)`` is called after each code cell (nbclient's hook). ``overrides``: more parameters,
+    passed where the notebook declares them (e.g. ``{"SCOPE": "full"}``).
     """
     import papermill
 
@@ -97,7 +131,7 @@ def execute_notebook(notebook: Path, output: Path, profile: str, stream: Streame
     papermill.execute_notebook(
         str(notebook),
         str(output),
-        parameters={"PROFILE": profile},
+        parameters={"PROFILE": profile, **declared(notebook_parameters(notebook), overrides or {})},
         cwd=str(notebook.parent),
         progress_bar=False,
         kernel_name="python3",
@@ -135,12 +169,13 @@ def check_notebooks(executed: list[Path], workers: int = 1) -> int:
     return subprocess.call(nbval_command(executed, workers), cwd=str(project_root()))
 
 
-def print_plan(profile: str, only: list[str] | None = None, estimate: bool = True) -> int:
+def print_plan(profile: str, only: list[str] | None = None, estimate: bool = True, scope: str | None = None) -> int:
     """Print the course's plan (and with ``estimate`` the time it takes here) from a child process
     (``python -m tlutils.plan``), so that this process never holds the accelerator the kernels need.
     Returns the child's exit code; a failed plan prints why and does not stop the course."""
     command = [sys.executable, "-m", "tlutils.plan", "--profile", profile]
     command += (["--only", *only] if only else []) + ([] if estimate else ["--no-estimate"])
+    command += ["--scope", scope] if scope else []
     done = subprocess.run(command, cwd=str(project_root()), env={**os.environ, **KERNEL_ENV},
                           stdout=None, stderr=subprocess.PIPE, text=True)
     if done.returncode:
@@ -150,10 +185,11 @@ def print_plan(profile: str, only: list[str] | None = None, estimate: bool = Tru
 
 
 def run_course(profile: str = "cpu", check: bool = False, only: list[str] | None = None,
-               check_workers: int = 1, estimate: bool = True) -> int:
+               check_workers: int = 1, estimate: bool = True, scope: str | None = None) -> int:
     """Run the course on ``profile``; print where everything went. Returns a process exit code.
 
-    First the plan (runs, steps, images; with ``estimate`` the time it takes here, from a few timed
+    ``scope``: notebook 05's ``SCOPE`` (``tlutils.experiment.sweeps.SCOPES``; ``None``: its default,
+    "course"). First the plan (runs, steps, images; with ``estimate`` the time it takes here, from a few timed
     steps). Then each notebook in turn, with what it prints streamed here line by line (prefixed by its
     number) and one progress bar over the code cells of the whole course (on a terminal). With
     ``check`` the executed notebooks are then validated by nbval in ``check_workers`` processes.
@@ -164,7 +200,10 @@ def run_course(profile: str = "cpu", check: bool = False, only: list[str] | None
     notebooks = course_notebooks(only)
     out_dir = runs_dir(profile) / "notebooks"  # first: it creates a new $TLUTILS_ROOT, the plan's folder
     out_dir.mkdir(parents=True, exist_ok=True)
-    print_plan(profile, only, estimate)
+    if scope is not None and scope not in SCOPES:
+        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+    overrides = {"SCOPE": scope} if scope else {}
+    print_plan(profile, only, estimate, scope)
     executed, total = [], 0.0
     with tqdm(total=sum(code_cells(nb) for nb in notebooks), unit="cell", desc=f"course {profile}",
               file=sys.stdout, disable=None, dynamic_ncols=True) as bar:
@@ -174,7 +213,7 @@ def run_course(profile: str = "cpu", check: bool = False, only: list[str] | None
             bar.set_postfix_str(notebook.stem)
             output = out_dir / notebook.name
             seconds = execute_notebook(notebook, output, profile, StreamedLines(say, f"{notebook.name[:2]}| "),
-                                       on_cell_executed=lambda **_: bar.update(1))
+                                       on_cell_executed=lambda **_: bar.update(1), overrides=overrides)
             total += seconds
             executed.append(output)
             say(f"[course:{profile}] {notebook.name:40s} {seconds:7.1f} s")

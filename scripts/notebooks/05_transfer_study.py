@@ -26,7 +26,11 @@
 # ## Parameters
 #
 # `None` means "the profile's": countries, numbers of target images and seeds come from
-# `tlutils.profiles` so that every notebook of a profile shares the same runs. `SOURCE_DATA` and
+# `tlutils.profiles` so that every notebook of a profile shares the same runs. `SCOPE = "course"` keeps
+# the course to about 20 minutes on two CPU cores: four strategies (scratch, frozen convolutions,
+# fine-tuning, heads only), the nearest country at every size and the others at the most images.
+# `SCOPE = "full"` adds `two_stage` and every country at every size; the course's runs are among its
+# runs, so it trains only the rest (`make course SCOPE=full` runs the whole course so). `SOURCE_DATA` and
 # `TARGET_DATA` take data specs (`tlutils.data.specs`) instead of the sign world: e.g.
 # `TARGET_DATA = ["gtsdb:/data/FullIJCNN2013"]` runs the same study on real German frames (notebook 08
 # checks such data first), with `CLASSES = "superclass"` as most GTSDB theses. `L2_REGULARIZATION`
@@ -35,7 +39,8 @@
 
 # %% tags=["parameters"]
 PROFILE = "cpu"
-STRATEGIES = ["scratch", "freeze:block3", "finetune", "two_stage", "head_only"]
+SCOPE = "course"  # "full": two_stage too, and every country at every size (see "Parameters")
+STRATEGIES = None  # None: the scope's; e.g. ["scratch", "finetune", "two_stage"]
 COUNTRIES = None
 SOURCE_DATA = "synth:belgium"
 TARGET_DATA = None  # a data spec or a list of them; None: COUNTRIES of the sign world
@@ -61,7 +66,7 @@ from tlutils.experiment.datasets import label
 from tlutils.experiment.results import budget_views
 from tlutils.experiment.claims import change_sentence, rank_agreement, rate_confound, setting_verdicts
 from tlutils.experiment.selection import learning_rate_table
-from tlutils.experiment.sweeps import study_targets
+from tlutils.experiment.sweeps import comparison_configs, run_configs, study_targets
 from tlutils.paths import runs_dir
 from tlutils.plotting import (course_figures_dir, plot_freeze_depth, plot_history, plot_map_by_shift,
                               plot_map_vs_images, save_figure)
@@ -79,8 +84,18 @@ base = RunConfig(profile=PROFILE, num_target_images=sizes[0], l2_regularization=
 data_options = (f"--source-data {base.source_data} --target-data {' '.join(targets)} "  # for the commands below
                 f"--classes {CLASSES}")
 print("strategies you can name:", ", ".join(valid_strategies()))
-print(f"{len(STRATEGIES)} strategies x {len(countries)} countries x {len(sizes)} sizes x {len(seeds)} seeds "
-      f"= {len(STRATEGIES) * len(countries) * len(sizes) * len(seeds)} runs of {resolve(base).total_steps} steps")
+
+# %% [markdown]
+# The runs of the comparison (`SCOPE`): which strategies, and which countries at which numbers of images.
+
+# %%
+configs = comparison_configs(SCOPE, targets, sizes, seeds, base, STRATEGIES)
+strategies = list(dict.fromkeys(config.strategy for config in configs))
+sizes_of = {}  # country -> the numbers of images the scope trains it at
+for config in configs:
+    sizes_of.setdefault(label(config.target_data), set()).add(config.num_target_images)
+print(f"{SCOPE} scope: {len(configs)} runs of {resolve(base).total_steps} steps, seeds {seeds}; strategies "
+      f"{', '.join(strategies)}; " + "; ".join(f"{name} at {sorted(n)} images" for name, n in sizes_of.items()))
 
 # %% [markdown]
 # ## 1. The strategies, on the same budget
@@ -96,22 +111,22 @@ print(f"{len(STRATEGIES)} strategies x {len(countries)} countries x {len(sizes)}
 steps_per_epoch = resolve(base).steps_per_epoch
 pd.DataFrame([{"strategy": strategy, "phase": phase.name, "steps": phase.steps, "learning rate": phase.learning_rate,
                "frozen up to": phase.freeze_point or "-"}
-              for strategy in STRATEGIES + FREEZE_DEPTHS
+              for strategy in strategies + FREEZE_DEPTHS
               for phase in training_plan(strategy, profile.target_steps, profile.learning_rate, steps_per_epoch)])
 
 # %% [markdown]
 # ## 2. The sweep
 #
-# `sweep` runs every combination; each run trains the target detector on a stratified few-shot subset
-# (every class present as soon as the number of images allows it; for one seed, the 10-image set lies
-# inside the 50-image set) and evaluates it on its country's validation images. The Belgian
-# source detector is trained once and shared. Finished runs are read back from
+# `run_configs` runs the scope's runs in turn (`sweep` runs a whole grid so); each run trains the
+# target detector on a stratified few-shot subset (every class present as soon as the number of images
+# allows it; for one seed, the 10-image set lies inside the 50-image set) and evaluates it on its
+# country's validation images. The Belgian source detector is trained once and shared, and so is the
+# evaluation of the weights every transfer run starts from. Finished runs are read back from
 # `runs/<profile>/results.csv`, so rerunning this cell, or notebook 06 asking for the same runs, trains
 # nothing. With the `cpu` profile this is the long cell of the course.
 
 # %%
-grid = {"country": targets, "strategy": STRATEGIES, "num_target_images": sizes, "seed": seeds}
-results = sweep(grid, base=base)
+results = run_configs(configs)
 target = results[results["stage"] == "target"]
 summary = summarize(target)
 print(f"{target['run_key'].nunique()} target runs, {target['epoch_seconds'].sum() / 60:.1f} min of training")
@@ -184,8 +199,8 @@ save_figure(figure, "05_transfer_freeze_depth", FIGURES)
 # ## 6. Inside one setting: the learning curves
 #
 # Final numbers hide how the runs got there. For the nearest country and the fewest images:
-# validation mAP and loss per epoch. `two_stage` switches from heads-only to everything halfway
-# through. Where each strategy started (its first evaluation) and ended, mean over seeds:
+# validation mAP and loss per epoch (`two_stage`, in the full scope, switches from heads-only to
+# everything halfway through). Where each strategy started (its first evaluation) and ended, mean over seeds:
 
 # %%
 few_shot = target[(target["country"] == countries[0]) & (target["num_target_images"] == sizes[0])]
@@ -289,8 +304,9 @@ else:
 #
 # ## Exercises
 #
-# 1. Add `"freeze:fc"` to `STRATEGIES` and rerun: only the new runs train. Where does it land between
-#    `freeze:block3` and `head_only`?
+# 1. Set `SCOPE = "full"` and rerun: only the runs the course left out train (`two_stage`, and the
+#    USA at 10 images). Does the Keras guide's two-stage recipe beat fine-tuning at once here? Does
+#    any verdict of section 3 change for the USA at 10 images?
 # 2. Add a seed (`SEEDS = [0, 1, 2, 3]`). Do the error bars shrink? Which rankings survive?
 # 3. For the USA, which classes does the Belgian head start from? Look up `tlutils.transfer.class_map_for`
 #    and the USA's class table in notebook 01.

@@ -43,6 +43,37 @@ def study_targets(target_data: str | Sequence[str] | None, countries: Sequence[s
     return targets
 
 
+#: Scopes of notebook 05's strategy comparison (its ``SCOPE``): :func:`comparison_configs`.
+SCOPES = ("course", "full")
+#: The strategies of the course-scoped comparison: the thesis' scratch, frozen convolutions and fine-tuning,
+#: and retraining the heads only (TFA 2020); the full study adds ``two_stage`` (the Keras guide).
+COURSE_STRATEGIES = ("scratch", "freeze:block3", "finetune", "head_only")
+
+
+def comparison_configs(scope: str, targets: Sequence[str], sizes: Sequence[int], seeds: Sequence[int],
+                       base: RunConfig, strategies: Sequence[str] | None = None) -> list[RunConfig]:
+    """The runs of notebook 05's strategy comparison, the nearest target first.
+
+    ``"full"``: every strategy (default :data:`DEFAULT_STRATEGIES`) at every target, size and seed.
+    ``"course"`` (sized for a 20-minute course on 2 CPU cores, docs/performance.md): the strategies
+    default to :data:`COURSE_STRATEGIES`; the first target at every size (the few-shot lessons), the
+    others at the most images only (the size of the shift). Every course run is also a run of the full
+    comparison, with the same key, so the full one trains only what the course left out.
+
+    Raises:
+        ValueError: ``scope`` is not one of :data:`SCOPES`, or an empty list.
+    """
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+    strategies = list(strategies or (COURSE_STRATEGIES if scope == "course" else DEFAULT_STRATEGIES))
+    grid = {"target_data": list(targets), "strategy": strategies, "num_target_images": list(sizes),
+            "seed": list(seeds)}
+    if scope == "full" or len(grid["target_data"]) < 2:
+        return expand_grid(grid, base)
+    farther = {**grid, "target_data": grid["target_data"][1:], "num_target_images": [max(sizes)]}
+    return expand_grid({**grid, "target_data": grid["target_data"][:1]}, base) + expand_grid(farther, base)
+
+
 def expand_grid(grid: Mapping[str, Sequence[Any]], base: RunConfig | None = None) -> list[RunConfig]:
     """The configurations of a sweep: the product of ``grid``'s lists over ``base``.
 
@@ -93,9 +124,15 @@ def sweep(
     Returns:
         The rows of all the sweep's runs (a ``pandas.DataFrame`` with ``RESULT_COLUMNS``).
     """
+    return run_configs(expand_grid(grid, base), results_dir, data_dir=data_dir, verbose=verbose, progress=progress)
+
+
+def run_configs(configs: Sequence[RunConfig], results_dir: str | os.PathLike | None = None, *,
+                data_dir: str | os.PathLike | None = None, verbose: int = 0, progress: bool = True) -> "pd.DataFrame":
+    """Run ``configs`` in order (finished ones are read back), as :func:`sweep` runs its grid; returns
+    the rows of all of them."""
     import pandas as pd
 
-    configs = expand_grid(grid, base)
     iterator: Iterable[RunConfig] = configs
     if progress:
         from tqdm.auto import tqdm

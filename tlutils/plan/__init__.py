@@ -32,6 +32,7 @@ from tlutils.plan.estimate import (FORWARD_SHARE, T4, TIMED_STEPS, StepTiming, T
 from tlutils.plan.notebooks import NOTEBOOK_RUNS, course_plan, notebook_parameters
 from tlutils.plan.report import announce, format_estimate, format_minutes, format_plan
 from tlutils.plan.runs import Plan, PlannedRun, finished_keys, plan_of, planned_run, sweep_plan
+from tlutils.experiment.sweeps import SCOPES
 from tlutils.profiles import get_profile
 
 __all__ = [
@@ -40,6 +41,11 @@ __all__ = [
     "format_minutes", "format_plan", "get_profile", "main", "measure_plan_steps", "measure_step",
     "notebook_parameters", "plan_of", "planned_run", "profile_training_flops", "sweep_plan",
 ]
+
+
+#: ``--scope`` of ``tlutils course`` and ``tlutils plan``.
+SCOPE_HELP = ("notebook 05's SCOPE: 'course' (its default: sized for about 20 min on 2 CPU cores) or 'full' "
+              "(two_stage too, every country at every size)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,8 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None, help="notebook numbers, e.g. 04 05")
     parser.add_argument("--no-estimate", action="store_true", help="skip timing training steps here")
     parser.add_argument("--flops", action="store_true", help=f"also estimate on a {T4.name} from counted FLOPs")
+    parser.add_argument("--scope", choices=SCOPES, default=None, help=SCOPE_HELP)
     args = parser.parse_args(argv)
-    plan = course_plan(args.profile, course_notebooks(args.only))
+    overrides = {"SCOPE": args.scope} if args.scope else None
+    plan = course_plan(args.profile, course_notebooks(args.only), overrides=overrides)
     announce(plan, estimate=not args.no_estimate)
     if args.flops:
         everything = replace(plan, runs=tuple(replace(run, done=False) for run in plan.runs))

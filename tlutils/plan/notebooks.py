@@ -5,42 +5,18 @@
 
 from __future__ import annotations
 
-import ast
-import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tlutils.course import declared, notebook_parameters
 from tlutils.paths import runs_dir
 from tlutils.plan.runs import Plan, finished_keys, plan_of
 from tlutils.profiles import Profile, get_profile
 
 if TYPE_CHECKING:
     from tlutils.experiment import RunConfig
-
-
-def notebook_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
-    """The defaults of a notebook's ``parameters`` cell: ``NAME = literal`` lines, evaluated.
-
-    Raises:
-        ValueError: no ``parameters`` cell, or a value that is not a Python literal.
-    """
-    cells = json.loads(Path(notebook).read_text(encoding="utf-8"))["cells"]
-    for cell in cells:
-        if "parameters" in cell.get("metadata", {}).get("tags", []):
-            source = "".join(cell["source"])
-            values = {}
-            for node in ast.parse(source).body:
-                if not isinstance(node, ast.Assign) or not isinstance(node.targets[0], ast.Name):
-                    raise ValueError(f"{notebook}: the parameters cell may only assign names, line {node.lineno}")
-                try:
-                    values[node.targets[0].id] = ast.literal_eval(node.value)
-                except ValueError:
-                    raise ValueError(f"{notebook}: parameter {node.targets[0].id} is not a literal "
-                                     f"(line {node.lineno})") from None
-            return values
-    raise ValueError(f"{notebook}: no cell tagged 'parameters'")
 
 
 def _source_detector_runs(params: Mapping[str, Any], profile: Profile) -> list["RunConfig"]:
@@ -55,7 +31,7 @@ def _source_detector_runs(params: Mapping[str, Any], profile: Profile) -> list["
 def _transfer_study_runs(params: Mapping[str, Any], profile: Profile) -> list["RunConfig"]:
     """Notebook 05: the strategy grid, then the freeze depths for the nearest country at the most images."""
     from tlutils.experiment import RunConfig, expand_grid
-    from tlutils.experiment.sweeps import study_targets
+    from tlutils.experiment.sweeps import comparison_configs, study_targets
 
     targets = study_targets(params.get("TARGET_DATA"), params["COUNTRIES"], profile.name)
     sizes = list(params["NUM_TARGET_IMAGES"] or profile.target_sizes)
@@ -63,7 +39,7 @@ def _transfer_study_runs(params: Mapping[str, Any], profile: Profile) -> list["R
     base = RunConfig(profile=profile.name, num_target_images=sizes[0], l2_regularization=params["L2_REGULARIZATION"],
                      source_data=params.get("SOURCE_DATA") or RunConfig.source_data,
                      classes=params.get("CLASSES") or RunConfig.classes)
-    grid = {"country": targets, "strategy": params["STRATEGIES"], "num_target_images": sizes, "seed": seeds}
+    comparison = comparison_configs(params.get("SCOPE") or "full", targets, sizes, seeds, base, params["STRATEGIES"])
     depth = {"country": targets[:1], "strategy": params["FREEZE_DEPTHS"], "num_target_images": sizes[-1:],
              "seed": seeds}
     rates = []
@@ -77,7 +53,7 @@ def _transfer_study_runs(params: Mapping[str, Any], profile: Profile) -> list["R
                      "seed": seeds}
         long = expand_grid(long_grid, base.replace(total_steps=params["LONG_BUDGET"] * profile.target_steps,
                                                    steps_per_epoch=profile.target_steps))
-    return expand_grid(grid, base) + expand_grid(depth, base) + rates + long
+    return comparison + expand_grid(depth, base) + rates + long
 
 
 def _diagnosis_runs(params: Mapping[str, Any], profile: Profile) -> list["RunConfig"]:
@@ -142,16 +118,19 @@ NOTEBOOK_RUNS: dict[str, Callable[[Mapping[str, Any], Profile], list["RunConfig"
 
 
 def course_plan(profile: str, notebooks: Sequence[str | os.PathLike] | None = None,
-                results_dir: str | os.PathLike | None = None) -> Plan:
+                results_dir: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> Plan:
     """The runs of the course's ``notebooks`` (default: all of ``notebooks/``) on ``profile``.
 
     Runs that ``results_dir/results.csv`` (default ``runs/<profile>/``) holds are marked ``done``.
+    ``overrides``: papermill parameters the course passes (e.g. ``{"SCOPE": "full"}``), each to the
+    notebooks whose ``parameters`` cell declares it (:func:`declared`).
     """
     from tlutils.course import course_notebooks
 
     settings = get_profile(profile)
     paths = [Path(path) for path in notebooks] if notebooks is not None else course_notebooks()
     params = {path.stem: notebook_parameters(path) for path in paths if path.stem in NOTEBOOK_RUNS}
+    params = {name: {**values, **declared(values, overrides or {})} for name, values in params.items()}
     configs = {name: NOTEBOOK_RUNS[name](values, settings) for name, values in params.items()}
     trains_source = bool(params.get("04_source_detector", {}).get("TRAIN_SOURCE"))  # no shipped detector then
     done = finished_keys(results_dir if results_dir is not None else runs_dir(profile), shipped=not trains_source)
