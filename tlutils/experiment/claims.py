@@ -128,9 +128,15 @@ def rank_agreement(values: "pd.DataFrame", by: str, against: str = "val_map50") 
             f"-- {verdict}")
 
 
+#: Below this a start value prints as 0.000, and a change relative to it (e.g. "+359660%" for a random
+#: initialization's mAP of 4e-6) says nothing: :func:`change_sentence` leaves it out.
+RELATIVE_FLOOR = 0.0005
+
+
 def change_sentence(name: str, before: float, after: float, what: str = "val mAP@0.5") -> str:
-    """"<name>: <what> 0.512 -> 0.104 (-80 %)"; the relative change is left out when ``before`` is 0."""
-    relative = "" if before == 0 else f" ({(after - before) / abs(before):+.0%})"
+    """"<name>: <what> 0.512 -> 0.104 (-80 %)"; the relative change is left out when ``before`` prints
+    as 0.000 (:data:`RELATIVE_FLOOR`)."""
+    relative = "" if abs(before) < RELATIVE_FLOOR else f" ({(after - before) / abs(before):+.0%})"
     return f"{name}: {what} {before:.3f} -> {after:.3f}{relative}"
 
 
