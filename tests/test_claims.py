@@ -75,7 +75,7 @@ def test_small_helpers():
     assert change_sentence("scratch", 0.0, 0.1) == "scratch: val mAP@0.5 0.000 -> 0.100"
     # a random start's mAP of 4e-6 prints as 0.000: no "+359660%" relative to it
     assert change_sentence("scratch", 4.17e-6, 0.015) == "scratch: val mAP@0.5 0.000 -> 0.015"
-    assert change_sentence("head_only", 0.0006, 0.0012) == "head_only: val mAP@0.5 0.001 -> 0.001 (+100%)"
+    assert change_sentence("head_only", 0.0006, 0.003) == "head_only: val mAP@0.5 0.001 -> 0.003 (+400%)"
     assert falls_first([3.0, 2.0, 2.5]) and not falls_first([2.0, 3.0])
     # a curve cut out of a longer one keeps its labels (1, 2, ...): read by position, not label 0
     assert not falls_first(pd.Series([float("nan"), 2.0, 3.0]).iloc[1:])

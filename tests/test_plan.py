@@ -56,7 +56,8 @@ def test_finished_runs_are_read_back_not_planned():
 def test_the_ci_course_plan_follows_the_notebooks(tmp_path):
     # Worked by hand from the notebooks' parameters on the ci profile (one country, 10 images, one seed):
     # 04 the source run (8 steps, evaluated 1 + 2 times on 16 images); 05 the course scope's four
-    # strategies (ci has one country and one size) + two freeze depths (12 steps each); 06 its variants are 05's runs, plus scratch with the other preprocessing,
+    # strategies (ci has one country and one size) + two freeze depths (12 steps each); 06 its
+    # variants are 05's runs, plus scratch with the other preprocessing,
     # fine-tuning at 10x and 100x the rate, and section 6's three source starts (no shipped study at ci:
     # 16 steps of 8 images each, evaluated 1 + 4 times on 16 images); 07 one Train click of 2 epochs of
     # 12 // 3 = 4 steps; 08 three strategies on its stand-in (24 frames of 192 px split 17 train, 4 val,
@@ -80,7 +81,7 @@ def test_notebook_05s_runs_are_its_comparison_and_depth_curve():
     plan = course_plan("cpu", [notebook])
     profile = planning.get_profile("cpu")
     # course scope: four strategies, the nearest country at both sizes, the USA at the most images
-    assert params["SCOPE"] == "course" and params["STRATEGIES"] is None
+    assert params["SCOPE"] is None and params["STRATEGIES"] is None and profile.scope == "course"
     comparison = len(COURSE_STRATEGIES) * (len(profile.target_sizes) + len(profile.countries) - 1)
     depth = len(params["FREEZE_DEPTHS"])
     sources = [run for run in plan.runs if run.label.startswith("source")]
@@ -95,6 +96,11 @@ def test_notebook_05s_runs_are_its_comparison_and_depth_curve():
     grid = len(DEFAULT_STRATEGIES) * len(profile.countries) * len(profile.target_sizes)
     assert len(full.runs) == 1 + (grid + depth) * len(profile.seeds)
     assert {run.key for run in plan.runs} < {run.key for run in full.runs}
+    # the GPU profiles were sized for the full comparison, and keep it
+    gpu = planning.get_profile("gpu")
+    assert gpu.scope == planning.get_profile("thesis").scope == "full"
+    grid = len(DEFAULT_STRATEGIES) * len(gpu.countries) * len(gpu.target_sizes)
+    assert len(course_plan("gpu", [notebook]).runs) == 1 + (grid + depth) * len(gpu.seeds)
 
 
 def test_the_course_passes_a_parameter_to_the_notebooks_that_declare_it():

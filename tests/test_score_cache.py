@@ -123,3 +123,7 @@ def test_a_shared_sign_world_evaluation_equals_each_runs_own(tmp_path, monkeypat
     assert frozen_shared["localization"] == shared["localization"] and frozen_shared["map50"] == shared["map50"]
     other = data.evaluate(model, final=False, shared=True)  # other scores asked for: evaluated again
     assert len(calls) == 4 and "coco_map" not in other
+    data.val_truths = [dict(truth) for truth in data.val_truths]
+    data.val_truths[0]["labels"] = np.asarray(data.val_truths[0]["labels"]) + 1  # other ground truth
+    data.evaluate(model, final=True, shared=True)
+    assert len(calls) == 5

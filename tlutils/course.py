@@ -131,7 +131,7 @@ def execute_notebook(notebook: Path, output: Path, profile: str, stream: Streame
     papermill.execute_notebook(
         str(notebook),
         str(output),
-        parameters={"PROFILE": profile, **declared(notebook_parameters(notebook), overrides or {})},
+        parameters={"PROFILE": profile, **(declared(notebook_parameters(notebook), overrides) if overrides else {})},
         cwd=str(notebook.parent),
         progress_bar=False,
         kernel_name="python3",

@@ -61,6 +61,9 @@ class Profile:
             (``tlutils.experiment.shipped``).
         target_epochs: evaluations of a target run: its budget is split into this many "epochs" of
             ``target_steps / target_epochs`` steps (a few-shot set is far smaller than a step count).
+        scope: notebook 05's comparison when its ``SCOPE`` is ``None``
+            (``tlutils.experiment.sweeps.comparison_configs``): "course" for the CPU profiles, sized for
+            the course's time on 2 cores; "full" for gpu and thesis, whose budgets were sized for it.
     """
 
     name: str
@@ -79,6 +82,7 @@ class Profile:
     source_precision: str | None = None
     target_epochs: int = 5
     real_val_images: int = 100
+    scope: str = "full"
 
     def replace(self, **changes) -> "Profile":
         """A copy with some fields changed (e.g. a notebook's papermill overrides)."""
@@ -89,7 +93,7 @@ PROFILES: dict[str, Profile] = {
     "ci": Profile(
         name="ci", real_val_images=4, input_size=96, width=0.125, batch_size=8, num_source_images=32,
         num_val_images=16, source_epochs=2, target_steps=12, target_sizes=(10,), seeds=(0,),
-        countries=("germany",), target_epochs=3,
+        countries=("germany",), target_epochs=3, scope="course",
     ),
     # cpu: the belgium source run (12 passes over 2400 scenes, 3600 steps of 8) reaches val mAP@0.5 0.80
     # (10 passes stopped short of it); its time per machine is in docs/performance.md.
@@ -97,7 +101,7 @@ PROFILES: dict[str, Profile] = {
         name="cpu", real_val_images=40, input_size=160, width=0.25, batch_size=8, num_source_images=2400,
         num_val_images=200, source_epochs=12, target_steps=200, target_sizes=(10, 50),
         seeds=(0,), countries=("germany", "usa"), target_epochs=4, mixed_precision="auto",
-        source_precision="float32",
+        source_precision="float32", scope="course",
     ),
     # gpu: SSD300 on the cpu profile's study (Germany and the USA, 10 and 50 images, one seed), sized so
     # that the whole course fits one Colab T4 session: about 42 min estimated from counted FLOPs at an

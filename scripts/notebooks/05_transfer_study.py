@@ -4,7 +4,7 @@
 # A Belgian detector exists (notebook 04) and we have a few annotated images from another country.
 # What is the best way to get a detector for the new country? Train from scratch, or start from the
 # Belgian detector and then fine-tune everything, freeze part of it, train the heads first and then
-# everything, or only retrain the heads? This notebook runs every strategy with the same budget of
+# everything, or only retrain the heads? This notebook runs the strategies with the same budget of
 # optimizer steps, across numbers of target images and across countries at growing distance from
 # Belgium, and compares them by validation mAP.
 
@@ -26,11 +26,12 @@
 # ## Parameters
 #
 # `None` means "the profile's": countries, numbers of target images and seeds come from
-# `tlutils.profiles` so that every notebook of a profile shares the same runs. `SCOPE = "course"` keeps
-# the course to about 20 minutes on two CPU cores: four strategies (scratch, frozen convolutions,
+# `tlutils.profiles` so that every notebook of a profile shares the same runs; so does `SCOPE`, the
+# comparison's breadth. The CPU profiles' `"course"` scope (sized for the course's time on two cores;
+# docs/performance.md has the measured times) compares four strategies (scratch, frozen convolutions,
 # fine-tuning, heads only), the nearest country at every size and the others at the most images.
-# `SCOPE = "full"` adds `two_stage` and every country at every size; the course's runs are among its
-# runs, so it trains only the rest (`make course SCOPE=full` runs the whole course so). `SOURCE_DATA` and
+# `"full"` (the gpu and thesis profiles') adds `two_stage` and every country at every size; the course's
+# runs are among its runs, so it trains only the rest (`make course SCOPE=full` runs the course so). `SOURCE_DATA` and
 # `TARGET_DATA` take data specs (`tlutils.data.specs`) instead of the sign world: e.g.
 # `TARGET_DATA = ["gtsdb:/data/FullIJCNN2013"]` runs the same study on real German frames (notebook 08
 # checks such data first), with `CLASSES = "superclass"` as most GTSDB theses. `L2_REGULARIZATION`
@@ -39,7 +40,7 @@
 
 # %% tags=["parameters"]
 PROFILE = "cpu"
-SCOPE = "course"  # "full": two_stage too, and every country at every size (see "Parameters")
+SCOPE = None  # None: the profile's; "course" or "full" (two_stage too, every country at every size)
 STRATEGIES = None  # None: the scope's; e.g. ["scratch", "finetune", "two_stage"]
 COUNTRIES = None
 SOURCE_DATA = "synth:belgium"
@@ -89,12 +90,13 @@ print("strategies you can name:", ", ".join(valid_strategies()))
 # The runs of the comparison (`SCOPE`): which strategies, and which countries at which numbers of images.
 
 # %%
-configs = comparison_configs(SCOPE, targets, sizes, seeds, base, STRATEGIES)
+scope = SCOPE or profile.scope
+configs = comparison_configs(scope, targets, sizes, seeds, base, STRATEGIES)
 strategies = list(dict.fromkeys(config.strategy for config in configs))
 sizes_of = {}  # country -> the numbers of images the scope trains it at
 for config in configs:
     sizes_of.setdefault(label(config.target_data), set()).add(config.num_target_images)
-print(f"{SCOPE} scope: {len(configs)} runs of {resolve(base).total_steps} steps, seeds {seeds}; strategies "
+print(f"{scope} scope: {len(configs)} runs of {resolve(base).total_steps} steps, seeds {seeds}; strategies "
       f"{', '.join(strategies)}; " + "; ".join(f"{name} at {sorted(n)} images" for name, n in sizes_of.items()))
 
 # %% [markdown]
@@ -103,8 +105,8 @@ print(f"{SCOPE} scope: {len(configs)} runs of {resolve(base).total_steps} steps,
 # Every strategy gets exactly the same number of optimizer steps (the profile's `target_steps`),
 # split into phases with their own learning rate and frozen part. Fine-tuning a transferred network
 # uses a tenth of the base learning rate: its weights already solve a close task, and full-size steps
-# would first wreck what transfers (notebook 06 measures this). `two_stage` first trains only the heads,
-# whose rows for new classes start random, then unfreezes everything at the low rate.
+# would first wreck what transfers (notebook 06 measures this). `two_stage` (in the full scope) first
+# trains only the heads, whose rows for new classes start random, then unfreezes everything at the low rate.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -304,9 +306,9 @@ else:
 #
 # ## Exercises
 #
-# 1. Set `SCOPE = "full"` and rerun: only the runs the course left out train (`two_stage`, and the
-#    USA at 10 images). Does the Keras guide's two-stage recipe beat fine-tuning at once here? Does
-#    any verdict of section 3 change for the USA at 10 images?
+# 1. Set `SCOPE = "full"` and rerun: only the runs the course scope left out train (`two_stage`, and
+#    the farther countries at the smaller sizes). Does the Keras guide's two-stage recipe beat
+#    fine-tuning at once here? What do the new settings' verdicts in section 3 say?
 # 2. Add a seed (`SEEDS = [0, 1, 2, 3]`). Do the error bars shrink? Which rankings survive?
 # 3. For the USA, which classes does the Belgian head start from? Look up `tlutils.transfer.class_map_for`
 #    and the USA's class table in notebook 01.

@@ -3,7 +3,7 @@
 #
 # Notebooks 05 and 06 fixed the knobs; here you turn them. The explorer trains a short target run
 # from the settings of three sliders and redraws its loss and mAP curves after every epoch, then the
-# detections of the trained detector. A second tab browses the full transfer study of notebook 05
+# detections of the trained detector. A second tab browses the runs of notebook 05's transfer study
 # without training anything.
 
 # %% [markdown]

@@ -141,18 +141,21 @@ class RunData:
 
     def _val_context(self, model: Any, final: bool, losses: bool) -> str:
         """What a sign-world score depends on besides the weights: the val batches as the detector sees
-        them (images and encoded targets), anchors, label map and class names, which scores are asked
-        for and the MultiBox loss's settings."""
+        them (images and encoded targets), the boxes mAP is scored against, anchors, label map and class
+        names, which scores are asked for and the MultiBox loss's settings."""
         from tlutils.experiment.score_cache import context_digest
         from tlutils.losses import MultiBoxLoss
 
         multibox = getattr(model, "multibox", None) or MultiBoxLoss()
-        settings = sorted((name, value) for name, value in vars(multibox).items() if isinstance(value, (int, float, str)))
+        settings = sorted((name, value) for name, value in vars(multibox).items()
+                          if isinstance(value, (int, float, str)))
         parts: list[Any] = [final, losses, type(multibox).__name__, settings, self.anchors,
                             sorted(self.label_map.items()), sorted(self.class_names.items())]
         for index in range(len(self.val)):
             images, targets = self.val[index]
             parts += [images, targets["class_targets"], targets["box_targets"]]
+        for truth in self.val_truths:
+            parts += [np.asarray(truth[name]) for name in sorted(truth)]
         return context_digest(*parts)
 
     def _frames_context(self) -> str:

@@ -4,7 +4,8 @@ Every transfer run of one target starts from the same transferred weights (the s
 classes mapped, fresh rows drawn from the seed), so its zero-shot evaluation -- tiled inference over
 whole real frames, about a minute on a CPU, or a pass over the sign world's val images, a few seconds
 -- is the same number for head_only, freeze:* and finetune and for every training-set size (the L2
-term of the val loss is not: it counts the run's trainable kernels, and is added after reading). The key is a hash of everything the number depends on: the weights
+term of the val loss is not: it counts the run's trainable kernels, and is added after reading).
+The key is a hash of everything the number depends on: the weights
 (bit for bit), the detector's preprocessing and precision policy, the Keras backend, and the
 evaluation's own inputs (frames, boxes, label map, tiling). Anything else -- which layers are frozen,
 the run's name -- does not enter, because it cannot change the number.

@@ -51,27 +51,30 @@ COURSE_STRATEGIES = ("scratch", "freeze:block3", "finetune", "head_only")
 
 
 def comparison_configs(scope: str, targets: Sequence[str], sizes: Sequence[int], seeds: Sequence[int],
-                       base: RunConfig, strategies: Sequence[str] | None = None) -> list[RunConfig]:
+                       base: RunConfig, strategies: str | Sequence[str] | None = None) -> list[RunConfig]:
     """The runs of notebook 05's strategy comparison, the nearest target first.
 
     ``"full"``: every strategy (default :data:`DEFAULT_STRATEGIES`) at every target, size and seed.
-    ``"course"`` (sized for a 20-minute course on 2 CPU cores, docs/performance.md): the strategies
-    default to :data:`COURSE_STRATEGIES`; the first target at every size (the few-shot lessons), the
-    others at the most images only (the size of the shift). Every course run is also a run of the full
-    comparison, with the same key, so the full one trains only what the course left out.
+    ``"course"`` (the CPU profiles' ``Profile.scope``, sized for the course's time on 2 cores,
+    docs/performance.md): the strategies default to :data:`COURSE_STRATEGIES`; the first target at
+    every size (the few-shot lessons), the others at the last size only (the most images: the size of
+    the shift, as the notebook's depth curve and section 4 read it). Every course run is also a run of
+    the full comparison, with the same key, so the full one trains only what the course left out.
 
     Raises:
         ValueError: ``scope`` is not one of :data:`SCOPES`, or an empty list.
     """
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
-    strategies = list(strategies or (COURSE_STRATEGIES if scope == "course" else DEFAULT_STRATEGIES))
-    grid = {"target_data": list(targets), "strategy": strategies, "num_target_images": list(sizes),
-            "seed": list(seeds)}
+    if strategies is None:
+        strategies = COURSE_STRATEGIES if scope == "course" else DEFAULT_STRATEGIES
+    grid = {"target_data": list(targets), "strategy": [strategies] if isinstance(strategies, str) else list(strategies),
+            "num_target_images": list(sizes), "seed": list(seeds)}
     if scope == "full" or len(grid["target_data"]) < 2:
         return expand_grid(grid, base)
-    farther = {**grid, "target_data": grid["target_data"][1:], "num_target_images": [max(sizes)]}
-    return expand_grid({**grid, "target_data": grid["target_data"][:1]}, base) + expand_grid(farther, base)
+    farther = {**grid, "target_data": grid["target_data"][1:], "num_target_images": grid["num_target_images"][-1:]}
+    return list(dict.fromkeys(expand_grid({**grid, "target_data": grid["target_data"][:1]}, base)
+                              + expand_grid(farther, base)))
 
 
 def expand_grid(grid: Mapping[str, Sequence[Any]], base: RunConfig | None = None) -> list[RunConfig]:

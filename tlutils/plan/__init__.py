@@ -44,12 +44,13 @@ __all__ = [
 
 
 #: ``--scope`` of ``tlutils course`` and ``tlutils plan``.
-SCOPE_HELP = ("notebook 05's SCOPE: 'course' (its default: sized for about 20 min on 2 CPU cores) or 'full' "
-              "(two_stage too, every country at every size)")
+SCOPE_HELP = ("notebook 05's SCOPE, default the profile's: 'course' (ci and cpu: 4 strategies, the farther "
+              "countries at the most images only) or 'full' (gpu and thesis: two_stage too, every country "
+              "at every size)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m tlutils.plan --profile P [--only NN ...] [--no-estimate] [--flops]``: print the course's
+    """``python -m tlutils.plan --profile P [--only NN ...] [--no-estimate] [--flops] [--scope S]``: print the course's
     plan and estimate (``tlutils course`` runs this in a child process); ``--flops`` adds the estimate
     on :data:`T4` from counted FLOPs."""
     from tlutils.course import course_notebooks

@@ -39,7 +39,8 @@ def _transfer_study_runs(params: Mapping[str, Any], profile: Profile) -> list["R
     base = RunConfig(profile=profile.name, num_target_images=sizes[0], l2_regularization=params["L2_REGULARIZATION"],
                      source_data=params.get("SOURCE_DATA") or RunConfig.source_data,
                      classes=params.get("CLASSES") or RunConfig.classes)
-    comparison = comparison_configs(params.get("SCOPE") or "full", targets, sizes, seeds, base, params["STRATEGIES"])
+    scope = params.get("SCOPE") or profile.scope
+    comparison = comparison_configs(scope, targets, sizes, seeds, base, params["STRATEGIES"])
     depth = {"country": targets[:1], "strategy": params["FREEZE_DEPTHS"], "num_target_images": sizes[-1:],
              "seed": seeds}
     rates = []
