@@ -203,6 +203,9 @@ def test_each_run_is_priced_at_the_timing_of_its_precision():
     assert estimate_seconds(_plan(*runs), timings) == pytest.approx(9.0 + 6.0 + 9.0)
     line = planning.format_estimate(_plan(*runs), timings)
     assert "0.8 s a step of 8 images in float32" in line and "0.4 s a step of 8 images in mixed_bfloat16" in line
+    # and per notebook, where a slow machine would cut first: 04 9 s, 05 6 s + 9 s
+    assert line.splitlines()[1] == "  per notebook: 04 9 s, 05 15 s"
+    assert "per notebook" not in planning.format_estimate(_plan(*runs[1:]), timings)  # one notebook: the total says it
     with pytest.raises(ValueError, match="at least one step timing"):
         estimate_seconds(_plan(*runs), {})
 

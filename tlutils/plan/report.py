@@ -5,6 +5,7 @@ estimate from timed steps (:func:`format_estimate`), and both together (:func:`a
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Mapping
 
 from tlutils.plan.estimate import TIMED_STEPS, StepTiming, estimate_seconds, measure_plan_steps
@@ -36,12 +37,23 @@ def format_plan(plan: Plan) -> str:
 
 
 def format_estimate(plan: Plan, timing: StepTiming | Mapping[str, StepTiming]) -> str:
-    """One line: the estimated time on this machine and what it rests on (each precision's timing)."""
+    """The estimated time on this machine and what it rests on (each precision's timing); with runs
+    of more than one notebook, a second line per notebook (where a slow machine would cut first)."""
     timings = [timing] if isinstance(timing, StepTiming) else list(timing.values())
     rests_on = "; ".join(f"{t.step_seconds:.3g} s a step of {t.batch_size} images in {t.precision} on {t.device}, "
                          f"{t.setup_seconds:.0f} s building and compiling per phase" for t in timings)
-    return (f"estimated time here: {format_minutes(estimate_seconds(plan, timing))} of training and evaluation "
+    line = (f"estimated time here: {format_minutes(estimate_seconds(plan, timing))} of training and evaluation "
             f"({TIMED_STEPS} timed steps each: {rests_on})")
+    names = list(plan.by_notebook())
+    if len(names) < 2:
+        return line
+    parts = [f"{name} {format_minutes(estimate_seconds(notebook_part(plan, name), timing))}" for name in names]
+    return line + "\n  per notebook: " + ", ".join(parts)
+
+
+def notebook_part(plan: Plan, notebook: str) -> Plan:
+    """The runs of ``plan`` that ``notebook`` asks for first."""
+    return replace(plan, runs=tuple(run for run in plan.runs if run.notebook == notebook))
 
 
 def announce(plan: Plan, estimate: bool = True, print_: Callable[[str], Any] = print) -> None:
