@@ -8,8 +8,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PROFILE ?= cpu
-# Notebook 05's comparison: empty for its default, "course" (about 20 min on 2 CPU cores); SCOPE=full
-# adds two_stage and every country at every size (make course SCOPE=full).
+# Notebook 05's comparison: empty for the profile's ("course" for ci and cpu, "full" for gpu and
+# thesis); SCOPE=full adds two_stage and every country at every size (make course SCOPE=full).
 SCOPE ?=
 EXTRAS ?= cpu,test,lab
 # pytest-xdist workers for the TensorFlow suite and the nbval check (one test file per worker at a

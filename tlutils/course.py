@@ -22,7 +22,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from tlutils.experiment.sweeps import SCOPES
 from tlutils.paths import project_root, runs_dir
 
 
@@ -188,13 +187,15 @@ def run_course(profile: str = "cpu", check: bool = False, only: list[str] | None
                check_workers: int = 1, estimate: bool = True, scope: str | None = None) -> int:
     """Run the course on ``profile``; print where everything went. Returns a process exit code.
 
-    ``scope``: notebook 05's ``SCOPE`` (``tlutils.experiment.sweeps.SCOPES``; ``None``: its default,
-    "course"). First the plan (runs, steps, images; with ``estimate`` the time it takes here, from a few timed
+    ``scope``: notebook 05's ``SCOPE`` (``tlutils.experiment.sweeps.SCOPES``; ``None``: the profile's,
+    ``Profile.scope``). First the plan (runs, steps, images; with ``estimate`` the time it takes here, from a few timed
     steps). Then each notebook in turn, with what it prints streamed here line by line (prefixed by its
     number) and one progress bar over the code cells of the whole course (on a terminal). With
     ``check`` the executed notebooks are then validated by nbval in ``check_workers`` processes.
     """
     from tqdm.auto import tqdm
+
+    from tlutils.experiment.sweeps import SCOPES  # here: importing tlutils.course stays light
 
     os.environ.update(KERNEL_ENV)  # the kernels inherit it
     notebooks = course_notebooks(only)

@@ -31,8 +31,8 @@
 # docs/performance.md has the measured times) compares four strategies (scratch, frozen convolutions,
 # fine-tuning, heads only), the nearest country at every size and the others at the most images.
 # `"full"` (the gpu and thesis profiles') adds `two_stage` and every country at every size; the course's
-# runs are among its runs, so it trains only the rest (`make course SCOPE=full` runs the course so). `SOURCE_DATA` and
-# `TARGET_DATA` take data specs (`tlutils.data.specs`) instead of the sign world: e.g.
+# runs are among its runs, so it trains only the rest (`make course SCOPE=full` runs the course so).
+# `SOURCE_DATA` and `TARGET_DATA` take data specs (`tlutils.data.specs`) instead of the sign world: e.g.
 # `TARGET_DATA = ["gtsdb:/data/FullIJCNN2013"]` runs the same study on real German frames (notebook 08
 # checks such data first), with `CLASSES = "superclass"` as most GTSDB theses. `L2_REGULARIZATION`
 # puts ssd_keras' `l2(0.0005)` penalty into the loss, as in the setting notebook 06 diagnoses; it
